@@ -1,0 +1,52 @@
+# Every target sets itself up: a fresh clone needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SWEEP ?= sweeps/lr_optimizer.yaml
+AGENTS ?= 2
+STORE ?= .sweepmap
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-slow lint format bench lock clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the locked versions
+
+run: $(STAMP)  ## run the lr_optimizer study locally and write its one-page report
+	$(PY) -m localsweep run $(SWEEP) --agents $(AGENTS) --store $(STORE)
+	$(PY) -m analysis report --store $(STORE) --yaml $(SWEEP) --out reports
+
+test: $(STAMP)  ## the default test suite (offline, CPU, a few minutes)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)  ## the slow tests too (accuracy bars, scaling)
+	$(PY) -m pytest -m ""
+
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: $(STAMP)  ## apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: $(STAMP)  ## throughput of the local runner against one process per run
+	$(PY) -m bench.sweep_throughput --sweep $(SWEEP) --out bench/results.md
+
+lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml
+	$(VENV)/bin/pip-compile -q --extra dev --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --no-header --no-annotate -o requirements.lock pyproject.toml
+	sed -i 's/^torch==\(.*\)+cpu$$/torch==\1/' requirements.lock
+
+clean:  ## remove the venv, the local store and the reports
+	rm -rf $(VENV) $(STORE) reports wandb .pytest_cache .mypy_cache .ruff_cache
