@@ -1,0 +1,1 @@
+"""Shared pieces of sweepmap: the run config, metric keys and the training loop."""
