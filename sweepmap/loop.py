@@ -1,0 +1,177 @@
+"""The training loop. It knows nothing about wandb: metrics go out through a `log` callable.
+
+Data sit on the device as whole tensors and are batched by index, so a step does no per-sample
+Python and no host sync; the loss is read back once per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from data import Dataset, Split
+from sweepmap import keys
+from sweepmap.config import Config
+
+LogFn = Callable[[dict[str, Any]], None]
+EVAL_BATCH = 1024
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite: the run is failed, not finished."""
+
+
+@dataclass
+class FitResult:
+    summary: dict[str, Any]
+    best_state: dict[str, torch.Tensor] | None = None
+    failure: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def make_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
+    wd = cfg.weight_decay
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+    raise ValueError(f"optimizer={cfg.optimizer!r}")  # Config validated it already
+
+
+def make_scheduler(cfg: Config, opt: torch.optim.Optimizer) -> Any:
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.epochs // 3), gamma=0.1)
+    return None
+
+
+def _batch(split: Split, idx: torch.Tensor, lengths_cpu: torch.Tensor | None) -> tuple[Any, ...]:
+    if lengths_cpu is None:
+        return split.x[idx], None, split.y[idx]
+    lengths = lengths_cpu[idx.cpu()]
+    # Trim the padding to this batch's longest sequence: less work for the RNN.
+    return split.x[idx, : int(lengths.max())], lengths, split.y[idx]
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    cfg: Config,
+    device: torch.device,
+    generator: torch.Generator,
+    log: LogFn,
+) -> FitResult:
+    result = FitResult(summary={})
+    start_all = time.perf_counter()
+    try:
+        _epochs(model, data, cfg, device, generator, log, result)
+    except NonFiniteLoss as err:
+        result.failure = str(err)
+    last = result.history[-1] if result.history else {}
+    result.summary = {**last, keys.EPOCHS_COMPLETED: len(result.history)}
+    result.summary[keys.TRAIN_TIME] = time.perf_counter() - start_all
+    if result.failure:
+        result.summary[keys.FAILURE] = result.failure
+    return result
+
+
+def _epochs(
+    model: nn.Module,
+    data: Dataset,
+    cfg: Config,
+    device: torch.device,
+    generator: torch.Generator,
+    log: LogFn,
+    result: FitResult,
+) -> None:
+    opt = make_optimizer(cfg, model.parameters())
+    sched = make_scheduler(cfg, opt)
+    loss_fn = nn.CrossEntropyLoss()
+    n_classes = data.info.num_classes
+    val_acc = MulticlassAccuracy(num_classes=n_classes, average="micro").to(device)
+    val_f1 = MulticlassF1Score(num_classes=n_classes, average="macro").to(device)
+    best = {key: -math.inf if keys.goal_of(key) == "max" else math.inf for key in keys.BEST_OF}
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if cfg.bf16 and device.type == "cuda"
+        else nullcontext()
+    )
+    train, valid = data.train, data.valid
+    train_len = None if train.lengths is None else train.lengths.cpu()
+    valid_len = None if valid.lengths is None else valid.lengths.cpu()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train), generator=generator).to(device)
+        total = torch.zeros((), device=device)
+        for i in range(0, len(train), cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            x, lengths, y = _batch(train, idx, train_len)
+            with autocast:
+                loss = loss_fn(model(x, lengths), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach().float() * len(idx)
+        if sched is not None:
+            sched.step()
+        train_loss = float(total) / len(train)  # the one host sync of the epoch
+        if not math.isfinite(train_loss):
+            raise NonFiniteLoss(f"train/loss is {train_loss} at epoch {epoch}")
+        val_loss = evaluate(model, valid, valid_len, loss_fn, (val_acc, val_f1), autocast)
+        metrics = {
+            keys.EPOCH: epoch,
+            keys.TRAIN_LOSS: train_loss,
+            keys.VAL_LOSS: val_loss,
+            keys.VAL_ACCURACY: float(val_acc.compute()),
+            keys.VAL_F1: float(val_f1.compute()),
+        }
+        val_acc.reset()
+        val_f1.reset()
+        improved = metrics[keys.VAL_ACCURACY] > best[keys.VAL_ACCURACY]
+        for key, value in best.items():
+            better = max if keys.goal_of(key) == "max" else min
+            best[key] = better(value, metrics[key])
+            metrics[keys.BEST_OF[key]] = best[key]
+        if improved and cfg.save_model:
+            result.best_state = copy.deepcopy(model.state_dict())
+        result.history.append(metrics)
+        log(metrics)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    lengths_cpu: torch.Tensor | None,
+    loss_fn: nn.Module,
+    metrics: tuple[Any, ...],
+    autocast: Any,
+) -> float:
+    model.eval()
+    total = torch.zeros((), device=split.y.device)
+    for i in range(0, len(split), EVAL_BATCH):
+        idx = torch.arange(i, min(i + EVAL_BATCH, len(split)), device=split.y.device)
+        x, lengths, y = _batch(split, idx, lengths_cpu)
+        with autocast:
+            logits = model(x, lengths).float()
+        total += loss_fn(logits, y) * len(idx)
+        for metric in metrics:
+            metric.update(logits, y)
+    loss = float(total) / len(split)
+    if not math.isfinite(loss):
+        raise NonFiniteLoss(f"val/loss is {loss}")
+    return loss
