@@ -199,5 +199,5 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     if choices and out not in choices:
         raise ConfigError(f"{f.name}={value!r}: allowed: {', '.join(choices)}")
     if check is not None and not check(out):
-        raise ConfigError(f"{f.name}={value!r}: must be {f.metadata['allowed']}")
+        raise ConfigError(f"{f.name}={out!r}: must be {f.metadata['allowed']}")
     return out

@@ -1,0 +1,59 @@
+"""Shared fixtures: an isolated offline wandb, the repo root, the gestures zip, tiny sweeps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+GESTURES_ZIP = ROOT.parent / "shared" / "data" / "gestures-dataset.zip"
+
+
+@pytest.fixture
+def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """An environment in which wandb runs offline and writes only under tmp_path."""
+    env = {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_CONFIG_DIR": str(tmp_path / ".config" / "wandb"),
+        "WANDB_CACHE_DIR": str(tmp_path / ".cache" / "wandb"),
+        "WANDB_DATA_DIR": str(tmp_path / ".cache" / "wandb-data"),
+        "WANDB_SILENT": "true",
+        "SWEEPMAP_DATA_DIR": str(tmp_path / "data-cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key in ("WANDB_API_KEY", "WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return {**os.environ, **env}
+
+
+@pytest.fixture
+def gestures_zip() -> Path:
+    if not GESTURES_ZIP.exists():
+        pytest.skip(f"gestures zip not found at {GESTURES_ZIP}")
+    return GESTURES_ZIP
+
+
+def run_py(args: list[str], env: dict[str, str], cwd: Path = ROOT, timeout: float = 300):
+    """Run `python ARGS` in the project's interpreter; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_sweep(path: Path, parameters: dict, **extra) -> Path:
+    """A grid sweep YAML over `parameters` ({name: [values]} or {name: value})."""
+    params = {
+        k: {"values": v} if isinstance(v, list) else {"value": v} for k, v in parameters.items()
+    }
+    config = {"program": "train.py", "method": "grid", "parameters": params, **extra}
+    config.setdefault("metric", {"name": "val/accuracy", "goal": "maximize"})
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

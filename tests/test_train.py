@@ -1,0 +1,114 @@
+"""train.py end to end, started exactly as `wandb agent` starts it, with wandb offline."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from wandb.sdk.lib.config_util import save_config_file_from_dict
+
+from localsweep.launch import build_command
+from sweepmap import keys
+from sweepmap.record import read_record
+
+from .conftest import ROOT, run_py
+from .wandb_offline import inspect_run, offline_run_dir
+
+
+def agent_run(tmp_path: Path, env: dict[str, str], point: dict, run_id: str, command=None):
+    """Param file, WANDB_RUN_ID and `/usr/bin/env python train.py --k=v ...`, as the agent does."""
+    params = tmp_path / "wandb" / "sweep-local" / f"config-{run_id}.yaml"
+    save_config_file_from_dict(str(params), {k: {"value": v} for k, v in sorted(point.items())})
+    argv = build_command(
+        {"program": "train.py", **({"command": command} if command else {})}, point
+    )
+    env = {
+        **env,
+        "WANDB_SWEEP_PARAM_PATH": str(params),
+        "WANDB_RUN_ID": run_id,
+        "SWEEPMAP_RECORD": str(tmp_path / f"{run_id}.jsonl"),
+        # The agent's ${interpreter} is `python` from PATH: the project's venv must come first.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    }
+    argv[1] = "python"
+    import subprocess
+
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return argv, proc
+
+
+def test_train_py_as_the_agent_starts_it(wandb_env, tmp_path) -> None:
+    point = {"epochs": 2, "lr": 0.01, "optimizer": "sgd", "seed": 3, "batchnorm": False}
+    argv, proc = agent_run(tmp_path, wandb_env, point, "agentrun1")
+    assert argv[:3] == ["/usr/bin/env", "python", "train.py"]
+    assert argv[3:] == [
+        "--batchnorm=False", "--epochs=2", "--lr=0.01", "--optimizer=sgd", "--seed=3",
+    ]  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 1/2" in proc.stdout and "epoch 2/2" in proc.stdout
+
+    logged = inspect_run(offline_run_dir(tmp_path, "agentrun1"))
+    assert logged["state"] == "finished"
+    assert {k: logged["config"][k] for k in point} == point
+    summary = logged["summary"]
+    assert summary[keys.EPOCHS_COMPLETED] == 2 and summary[keys.PARAMETERS] > 0
+    for key in (*keys.EPOCH_METRICS, *keys.BEST_OF.values(), keys.RUNTIME, keys.TRAIN_TIME):
+        assert isinstance(summary[key], float), key
+    assert summary[keys.BEST_VAL_ACCURACY] >= summary[keys.VAL_ACCURACY]
+
+    history, state, record_summary = read_record(tmp_path / "agentrun1.jsonl")
+    assert state == "finished" and [h[keys.EPOCH] for h in history] == [1, 2]
+    assert record_summary[keys.VAL_ACCURACY] == pytest.approx(summary[keys.VAL_ACCURACY])
+
+
+def test_param_file_alone_sets_the_config(wandb_env, tmp_path) -> None:
+    # A sweep `command:` without ${args}: the values arrive only through the locked param file.
+    point = {"epochs": 1, "lr": 0.05, "optimizer": "adamw"}
+    command = ["${env}", "${interpreter}", "${program}"]
+    argv, proc = agent_run(tmp_path, wandb_env, point, "paramonly", command=command)
+    assert argv[3:] == []
+    assert proc.returncode == 0, proc.stderr
+    config = inspect_run(offline_run_dir(tmp_path, "paramonly"))["config"]
+    assert (config["lr"], config["optimizer"], config["epochs"]) == (0.05, "adamw", 1)
+
+
+def test_exploding_loss_fails_the_run(wandb_env, tmp_path) -> None:
+    point = {"epochs": 3, "lr": 1.0e10, "optimizer": "sgd", "batchnorm": False}
+    _, proc = agent_run(tmp_path, wandb_env, point, "nanrun01")
+    assert proc.returncode == 1
+    assert "run failed: train/loss is nan" in proc.stderr or "is inf" in proc.stderr
+    logged = inspect_run(offline_run_dir(tmp_path, "nanrun01"))
+    assert logged["state"] == "failed" and logged["exit_code"] == 1
+    assert "loss is" in logged["summary"][keys.FAILURE]
+    _, state, summary = read_record(tmp_path / "nanrun01.jsonl")
+    assert state == "failed" and summary[keys.EPOCHS_COMPLETED] < 3
+
+
+def test_save_model_keeps_the_best_model(wandb_env, tmp_path) -> None:
+    proc = run_py(["train.py", "--epochs=1", "--save_model=True"], wandb_env)
+    assert proc.returncode == 0, proc.stderr
+    saved = list(tmp_path.glob("wandb/offline-run-*/files/best-model.pt"))
+    assert len(saved) == 1 and saved[0].stat().st_size > 10_000
+
+
+def test_digits_cnn_reaches_the_bar(wandb_env, tmp_path) -> None:
+    """README figure: the default digits CNN, 20 epochs, >= 0.97 validation accuracy."""
+    record = tmp_path / "digits.jsonl"
+    env = {**wandb_env, "SWEEPMAP_RECORD": str(record)}
+    proc = run_py(["train.py", "--epochs=20"], env)
+    assert proc.returncode == 0, proc.stderr
+    _, _, summary = read_record(record)
+    assert summary[keys.BEST_VAL_ACCURACY] >= 0.97, summary
+
+
+@pytest.mark.slow
+def test_gestures_gru_reaches_the_bar(wandb_env, tmp_path, gestures_zip) -> None:
+    """README figure: the default gestures GRU, 20 epochs, >= 0.90 validation accuracy."""
+    record = tmp_path / "gestures.jsonl"
+    env = {**wandb_env, "SWEEPMAP_RECORD": str(record), "SWEEPMAP_GESTURES_ZIP": str(gestures_zip)}
+    proc = run_py(["train.py", "--dataset=gestures", "--model=gru", "--epochs=20"], env)
+    assert proc.returncode == 0, proc.stderr
+    _, _, summary = read_record(record)
+    assert summary[keys.BEST_VAL_ACCURACY] >= 0.90, summary

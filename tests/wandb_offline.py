@@ -1,0 +1,32 @@
+"""Read what wandb logged for an offline run, through the pinned wandb's own reader.
+
+wandb 0.31 has no public Python reader for offline `.wandb` files; `wandb leet inspect
+--summary --json` prints a run's config, summary, state and tags. It is marked unstable,
+so this helper is tied to wandb==0.31.0 (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def offline_run_dir(wandb_root: Path, run_id: str) -> Path:
+    found = sorted(wandb_root.glob(f"**/offline-run-*-{run_id}"))
+    assert found, f"no offline run {run_id} under {wandb_root}"
+    return found[-1]
+
+
+def inspect_run(run_dir: Path) -> dict[str, Any]:
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    out = subprocess.run(
+        [str(wandb_cli), "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
