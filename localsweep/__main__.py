@@ -1,0 +1,142 @@
+"""python -m localsweep: wandb's sweep workflow on a machine with no wandb server.
+
+python -m localsweep run sweeps/lr_optimizer.yaml --agents 2   # create or resume, then run
+python -m localsweep create sweeps/lr_optimizer.yaml           # like `wandb sweep`
+python -m localsweep agent lr_optimizer-3f4885                 # like `wandb agent`
+python -m localsweep status lr_optimizer-3f4885
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from localsweep.agent import MODES, main_agent
+from localsweep.grid import SweepError, grid_size, load_sweep, sweep_name
+from localsweep.runner import progress_line, spawn_agents, watch
+from localsweep.store import Store
+
+DEFAULT_STORE = Path(".sweepmap")
+
+
+def create(path: Path, store: Store) -> str:
+    text, config = load_sweep(path)
+    name = sweep_name(path, config)
+    made = store.create_sweep(name, text, config)
+    verb = "created" if made else "resuming"
+    print(f"{verb} sweep {name} ({grid_size(config)} runs) in {store.root}")
+    return name
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    store = Store(args.store)
+    name = create(args.sweep_file, store)
+    reaped = store.reap(name)
+    if reaped:
+        print(f"marked {len(reaped)} run(s) of dead agents as crashed; they run again now")
+    left = store.remaining(name, args.retry_failed)
+    c = store.counts(name)
+    if left == 0:
+        done = f"{c['finished']} finished, {c['failed']} failed"
+        print(f"sweep {name} is complete: {done}; nothing to run")
+        return 0
+    agents = max(1, min(args.agents, left))
+    logs = store.root / "logs" / name
+    print(f"{left} run(s) to go with {agents} agent(s), mode {args.mode}; logs in {logs}")
+    procs = spawn_agents(store.root, name, agents, args.mode, args.retry_failed)
+    code = watch(procs, store, name, grid_size(store.sweep(name).config))
+    print(
+        progress_line(store, name, grid_size(store.sweep(name).config), 0, 0).split(", elapsed")[0]
+    )
+    return code
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    name = create(args.sweep_file, Store(args.store))
+    print(f"run agents with: python -m localsweep agent {name} --store {args.store}")
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    return main_agent(args.store, args.sweep, args.mode, args.count, args.retry_failed)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = Store(args.store)
+    names = [args.sweep] if args.sweep else [s.name for s in store.sweeps()]
+    for name in names:
+        store.sweep(name)  # a clear KeyError for an unknown name
+        print(
+            progress_line(store, name, grid_size(store.sweep(name).config), 0, 0).split(
+                ", elapsed"
+            )[0]
+        )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m localsweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                        help=f"store folder (default {DEFAULT_STORE}, git-ignored)")  # fmt: skip
+
+    def agent_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--mode", choices=MODES, default="inprocess",
+                        help="inprocess: one process trains many runs (fast, default); "
+                        "process: one train.py process per run, as `wandb agent`")  # fmt: skip
+        sp.add_argument("--retry-failed", action="store_true",
+                        help="run failed grid points again (crashed ones always are)")  # fmt: skip
+
+    run = sub.add_parser("run", help="create or resume a sweep from YAML and run N agents")
+    run.add_argument("sweep_file", type=Path)
+    run.add_argument("--agents", type=int, default=1, help="agent processes (default 1)")
+    common(run)
+    agent_opts(run)
+    run.set_defaults(func=cmd_run)
+
+    create_p = sub.add_parser("create", help="create a sweep from YAML and print its name")
+    create_p.add_argument("sweep_file", type=Path)
+    common(create_p)
+    create_p.set_defaults(func=cmd_create)
+
+    agent = sub.add_parser("agent", help="run grid points of a sweep until none are left")
+    agent.add_argument("sweep")
+    agent.add_argument("--count", type=int, default=None, help="stop after this many runs")
+    common(agent)
+    agent_opts(agent)
+    agent.set_defaults(func=cmd_agent)
+
+    status = sub.add_parser("status", help="counts per state of one or every sweep")
+    status.add_argument("sweep", nargs="?")
+    common(status)
+    status.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_dotenv(Path.cwd() / ".env", override=False)
+    # No wandb server here: runs log offline unless the user chose otherwise (.env or shell).
+    os.environ.setdefault("WANDB_MODE", "offline")
+    args = parser().parse_args(argv)
+    if getattr(args, "agents", 1) < 1:
+        print("localsweep: --agents must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except SweepError as err:
+        print(f"localsweep: {err}", file=sys.stderr)
+        return 2
+    except KeyError as err:
+        print(f"localsweep: {err.args[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""`localsweep run`: N agent processes on one sweep, and a live progress line while they work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from localsweep.store import Store
+
+POLL_S = 1.0
+
+
+def spawn_agents(
+    store_root: Path, sweep: str, agents: int, mode: str, retry: bool
+) -> list[subprocess.Popen[bytes]]:
+    logs = store_root / "logs" / sweep
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(agents):
+        argv = [sys.executable, "-m", "localsweep", "agent", sweep, "--store", str(store_root)]
+        argv += ["--mode", mode] + (["--retry-failed"] if retry else [])
+        with (logs / f"agent-{i}.log").open("ab") as log:
+            procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def progress_line(store: Store, sweep: str, total: int, started: float, done_before: int) -> str:
+    c = store.counts(sweep)
+    done = c["finished"] + c["failed"]
+    elapsed = time.time() - started
+    new = done - done_before
+    left = max(total - done, 0)
+    eta = f"{_clock(elapsed / new * left)}" if new and left else "-"
+    return (
+        f"{sweep}: {done}/{total} done ({c['failed']} failed, {c['crashed']} crashed), "
+        f"{c['running'] + c['pending']} running, elapsed {_clock(elapsed)}, ETA {eta}"
+    )
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
+def watch(procs: list[subprocess.Popen[bytes]], store: Store, sweep: str, total: int) -> int:
+    """Print progress until every agent has exited; returns the worst agent exit code."""
+    tty = sys.stdout.isatty()
+    started = time.time()
+    c = store.counts(sweep)
+    done_before = c["finished"] + c["failed"]
+    last, last_print = "", 0.0
+    interrupted = False
+    while True:
+        try:
+            alive = any(p.poll() is None for p in procs)
+            line = progress_line(store, sweep, total, started, done_before)
+            # On a terminal the line redraws in place; in a log, one line when it changes.
+            if tty:
+                print("\r" + line.ljust(len(last)), end="", flush=True)
+            elif line.split(", elapsed")[0] != last.split(", elapsed")[0] or (
+                time.time() - last_print > 30
+            ):
+                print(line, flush=True)
+                last_print = time.time()
+            last = line
+            if not alive:
+                break
+            time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            # The agents got the same SIGINT; wait while they mark their runs crashed.
+            interrupted = True
+            print("\ninterrupted: waiting for the agents to stop...", flush=True)
+            for p in procs:
+                p.wait()
+    if tty:
+        print()
+    codes = [p.returncode for p in procs]
+    if interrupted:
+        return 130
+    return max(codes, key=abs) if any(codes) else 0

@@ -1,0 +1,260 @@
+"""The local sweep store: one SQLite file shared by every agent on a machine.
+
+SQLite in WAL mode lets several agent processes read while one writes; a claim runs inside
+`BEGIN IMMEDIATE`, so two agents can never take the same grid point. The grid itself comes
+from wandb's engine (`sweeps.next_run`), which skips every point that already has a run;
+crashed runs are left out of what it sees, so their points are handed out again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localsweep.grid import grid_size, next_point
+
+DB_NAME = "store.db"
+ACTIVE = ("pending", "running")
+STATES = ("pending", "running", "finished", "failed", "crashed")
+# A run whose agent has not written a heartbeat for this long is taken for dead, even when
+# its pid cannot be checked (another host, another pid namespace).
+STALE_AFTER_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    name TEXT PRIMARY KEY, yaml TEXT NOT NULL, config TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, sweep TEXT NOT NULL REFERENCES sweeps(name), config TEXT NOT NULL,
+    state TEXT NOT NULL, summary TEXT NOT NULL DEFAULT '{}', runtime REAL, exit_code INTEGER,
+    log_path TEXT, host TEXT, pid INTEGER, heartbeat REAL,
+    created REAL NOT NULL, started REAL, ended REAL
+);
+CREATE INDEX IF NOT EXISTS runs_by_sweep ON runs(sweep, state);
+CREATE TABLE IF NOT EXISTS history (
+    run_id TEXT NOT NULL REFERENCES runs(id), step INTEGER NOT NULL, metrics TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    yaml: str
+    config: dict[str, Any]
+    created: float
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    sweep: str
+    config: dict[str, Any]
+    state: str
+    summary: dict[str, Any]
+    runtime: float | None
+    exit_code: int | None
+    log_path: str | None
+    created: float
+    started: float | None
+    ended: float | None
+
+
+class Store:
+    """All reads and writes of the local store; one instance per process (or thread)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / DB_NAME
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in claims).
+        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        # WAL + NORMAL: a commit survives a crashed process (not a power cut) without an fsync.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # sweeps
+    def create_sweep(self, name: str, yaml_text: str, config: dict[str, Any]) -> bool:
+        """True when created, False when a sweep of that name was already there."""
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO sweeps VALUES (?, ?, ?, ?)",
+                (name, yaml_text, json.dumps(config), time.time()),
+            )
+            return cur.rowcount == 1
+
+    def sweep(self, name: str) -> Sweep:
+        row = self.db.execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            known = ", ".join(s.name for s in self.sweeps()) or "none"
+            raise KeyError(f"no sweep {name!r} in {self.path}; sweeps there: {known}")
+        return Sweep(row["name"], row["yaml"], json.loads(row["config"]), row["created"])
+
+    def sweeps(self) -> list[Sweep]:
+        rows = self.db.execute("SELECT name FROM sweeps ORDER BY created").fetchall()
+        return [self.sweep(r["name"]) for r in rows]
+
+    # runs
+    def runs(self, sweep: str) -> list[Run]:
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE sweep = ? ORDER BY created, id", (sweep,)
+        ).fetchall()
+        return [_run(r) for r in rows]
+
+    def run(self, run_id: str) -> Run:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}")
+        return _run(row)
+
+    def history(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT metrics FROM history WHERE run_id = ? ORDER BY step", (run_id,)
+        ).fetchall()
+        return [json.loads(r["metrics"]) for r in rows]
+
+    def counts(self, sweep: str) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        rows = self.db.execute(
+            "SELECT state, COUNT(*) AS n FROM runs WHERE sweep = ? GROUP BY state", (sweep,)
+        )
+        out.update({r["state"]: r["n"] for r in rows})
+        return out
+
+    def remaining(self, sweep: str, retry_failed: bool = False) -> int:
+        """Grid points without a finished (or failed, unless retried) or active run."""
+        done = {"finished", *ACTIVE} | (set() if retry_failed else {"failed"})
+        points = {_key(r.config) for r in self.runs(sweep) if r.state in done}
+        return grid_size(self.sweep(sweep).config) - len(points)
+
+    def claim(self, sweep: str, run_id: str, retry_failed: bool = False) -> Run | None:
+        """Take the next grid point for this process, or None when the grid is exhausted."""
+        cfg = self.sweep(sweep).config
+        with self._write() as db:
+            self._reap(db, sweep)
+            skip = ("crashed", "failed") if retry_failed else ("crashed",)
+            taken = [r.config for r in self.runs(sweep) if r.state not in skip]
+            point = next_point(cfg, taken)
+            if point is None:
+                return None
+            now = time.time()
+            db.execute(
+                "INSERT INTO runs (id, sweep, config, state, host, pid, heartbeat, created)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+                (run_id, sweep, json.dumps(point), socket.gethostname(), os.getpid(), now, now),
+            )
+        return self.run(run_id)
+
+    def start(self, run_id: str, log_path: str) -> None:
+        now = time.time()
+        self.db.execute(
+            "UPDATE runs SET state = 'running', started = ?, heartbeat = ?, log_path = ?"
+            " WHERE id = ?",
+            (now, now, log_path, run_id),
+        )
+
+    def heartbeat(self, run_id: str) -> None:
+        self.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
+
+    def log_epoch(self, run_id: str, step: int, metrics: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO history VALUES (?, ?, ?)", (run_id, step, json.dumps(metrics))
+        )
+
+    def finish(
+        self,
+        run_id: str,
+        state: str,
+        summary: dict[str, Any],
+        runtime: float | None,
+        exit_code: int | None,
+    ) -> None:
+        if state not in STATES:
+            raise ValueError(f"state {state!r}: allowed {STATES}")
+        self.db.execute(
+            "UPDATE runs SET state = ?, summary = ?, runtime = ?, exit_code = ?, ended = ?"
+            " WHERE id = ?",
+            (state, json.dumps(summary), runtime, exit_code, time.time(), run_id),
+        )
+
+    def reap(self, sweep: str) -> list[str]:
+        """Mark runs whose agent died as crashed; returns their ids."""
+        with self._write() as db:
+            return self._reap(db, sweep)
+
+    def _reap(self, db: sqlite3.Connection, sweep: str) -> list[str]:
+        host, now = socket.gethostname(), time.time()
+        rows = db.execute(
+            "SELECT id, host, pid, heartbeat FROM runs WHERE sweep = ? AND state IN (?, ?)",
+            (sweep, *ACTIVE),
+        ).fetchall()
+        dead = [
+            r["id"]
+            for r in rows
+            if (r["host"] == host and not _alive(r["pid"]))
+            or now - (r["heartbeat"] or 0.0) > STALE_AFTER_S
+        ]
+        for run_id in dead:
+            db.execute(
+                "UPDATE runs SET state = 'crashed', ended = ?, summary = json_set(summary,"
+                " '$.failure', 'agent died (no heartbeat)') WHERE id = ?",
+                (now, run_id),
+            )
+        return dead
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def _run(row: sqlite3.Row) -> Run:
+    return Run(
+        id=row["id"],
+        sweep=row["sweep"],
+        config=json.loads(row["config"]),
+        state=row["state"],
+        summary=json.loads(row["summary"]),
+        runtime=row["runtime"],
+        exit_code=row["exit_code"],
+        log_path=row["log_path"],
+        created=row["created"],
+        started=row["started"],
+        ended=row["ended"],
+    )
