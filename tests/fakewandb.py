@@ -1,0 +1,320 @@
+"""A loopback stand-in for the wandb backend, for contract tests. Tied to wandb==0.31.0.
+
+The real `wandb` CLI, `wandb agent`, `wandb.init()` and `wandb.Api()` talk to it when pointed at
+`FakeWandb.url` (see `FakeWandb.env()`): in 0.31 every request, GraphQL included, is made by the
+Go sidecar `wandb-core`, so the operations below were read off the wire, not only from Python.
+
+GraphQL (POST /graphql), answered by operation name:
+  Viewer, UpsertSweep, SweepWithRuns, GetSweep, CreateAgent, Heartbeat, UpsertBucket,
+  OrganizationCoreWeaveOrganizationID, CreateRunFiles, Runs, Run, RunFullHistory.
+HTTP: POST /files/<entity>/<project>/<run>/file_stream (history rows from "wandb-history.jsonl",
+summary from "wandb-summary.json", state from "complete"/"exitcode"), PUT /upload/... (file
+uploads handed out by CreateRunFiles, accepted and kept), POST /sdk/otel/... (telemetry, ignored).
+Anything else is printed to stderr as "fakewandb: UNKNOWN ..." and kept in `FakeWandb.unknown`;
+unknown GraphQL gets `{"data": {}}`.
+
+Behaviour worth knowing:
+- Grid points come from wandb's own engine, `sweeps.next_run(config, runs)`. A heartbeat from
+  an agent with no running run gets one `run` command (the run is recorded then, "pending");
+  a heartbeat with running runs gets none; an exhausted sweep answers `exit`.
+- Responses keep only the keys that the query text names (a word match, not a GraphQL parser),
+  so a client that reads a field it never asked for fails here as it would on the real server;
+  e.g. `Runs` asks for a lightweight fragment and `run.config` then costs a `Run` query.
+- Run nodes carry `projectId: "1"`: the public API calls `int()` on it.
+- Must-answer calls: an empty `Viewer` makes every CLI command fail ("invalid credentials"),
+  and an empty `CreateRunFiles` makes wandb-core panic (nil pointer) in `run.finish()`.
+- No auth, one entity, history kept by file_stream offset, `runs(order=...)` ignored.
+
+Usage:
+    with FakeWandb() as fake:
+        env = {**os.environ, **fake.env("proj"), "HOME": ..., "WANDB_DIR": ...}
+        ...  # run `wandb sweep` / `wandb agent` / wandb.Api() with env
+        run = fake.sweep_runs(sweep_id)[0]  # FakeRun: params, config, summary, history,
+        assert fake.unknown == []           # state, exitcode, files (uploaded bytes)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import threading
+import warnings
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import yaml
+
+with warnings.catch_warnings():
+    # sweeps 0.2.0 uses pydantic v1 config names; pydantic v2 warns once at import.
+    warnings.filterwarnings("ignore", message=r"(?s).*(class-based `config`|config keys)")
+    import sweeps
+
+OPAQUE = {"sampledHistory", "historyKeys"}  # JSON-typed fields: returned whole
+NOW = "2024-01-01T00:00:00"
+
+
+@dataclass
+class FakeSweep:
+    name: str
+    project: str
+    config: dict[str, Any]
+    yaml: str
+
+
+@dataclass
+class FakeRun:
+    name: str
+    project: str
+    sweep: str | None
+    state: str = "pending"  # pending -> running -> finished | failed
+    config: dict[str, Any] = field(default_factory=dict)  # wandb's form: {key: {"value": v}}
+    summary: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    exitcode: int | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The user config as plain values, without wandb's own `_wandb` key."""
+        return {k: v["value"] for k, v in self.config.items() if not k.startswith("_")}
+
+
+class FakeWandb:
+    """`with FakeWandb() as fake:` serves on 127.0.0.1 (a free port) until the block ends."""
+
+    def __init__(self, entity: str = "fake-entity") -> None:
+        self.entity = entity
+        self.sweeps: dict[str, FakeSweep] = {}
+        self.runs: dict[str, FakeRun] = {}  # by run id, in creation order
+        self.agents: dict[str, str] = {}  # agent id -> sweep id
+        self.ops: list[str] = []  # every GraphQL operation name, in order
+        self.unknown: list[str] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> FakeWandb:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeWandb:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def env(self, project: str = "fake-project") -> dict[str, str]:
+        """The variables that point wandb at this fake (add an isolated HOME/WANDB_DIR)."""
+        return {"WANDB_BASE_URL": self.url, "WANDB_API_KEY": "f" * 40, "WANDB_MODE": "online",
+                "WANDB_ENTITY": self.entity, "WANDB_PROJECT": project}  # fmt: skip
+
+    def sweep_runs(self, sweep_id: str) -> list[FakeRun]:
+        return [r for r in self.runs.values() if r.sweep == sweep_id]
+
+    # -- GraphQL -------------------------------------------------------------------------
+    def _run_node(self, r: FakeRun) -> dict[str, Any]:
+        return {
+            "id": r.name, "name": r.name, "displayName": r.name, "projectId": "1",
+            "sweepName": r.sweep, "state": r.state, "config": json.dumps(r.config),
+            "summaryMetrics": json.dumps(r.summary), "systemMetrics": "{}",
+            "historyLineCount": len(r.history), "historyKeys": {}, "tags": [], "group": None,
+            "jobType": None, "commit": None, "readOnly": False, "createdAt": NOW,
+            "heartbeatAt": NOW, "description": None, "notes": None, "exitcode": r.exitcode,
+            "user": {"name": self.entity, "username": self.entity},
+            "project": self._project(r.project), "shouldStop": False, "stopped": False,
+            "failed": r.state == "failed", "running": r.state == "running",
+            "sampledHistory": [r.history],
+            "history": [json.dumps(row) for row in r.history],
+        }  # fmt: skip
+
+    def _project(self, name: str) -> dict[str, Any]:
+        return {"id": "1", "name": name, "entity": {"id": "1", "name": self.entity}}
+
+    def _sweep_node(self, s: FakeSweep) -> dict[str, Any]:
+        runs = [self._run_node(r) for r in self.sweep_runs(s.name)]
+        return {
+            "__typename": "Sweep", "id": s.name, "name": s.name, "displayName": None,
+            "method": s.config.get("method"), "state": "RUNNING", "description": None,
+            "config": s.yaml, "createdAt": NOW, "updatedAt": NOW, "heartbeatAt": NOW,
+            "earlyStopJobRunning": False, "bestLoss": None, "controller": None, "scheduler": None,
+            "runCount": len(runs), "runCountExpected": None,
+            "runs": {"edges": [{"node": n} for n in runs]},
+        }  # fmt: skip
+
+    def _heartbeat(self, agent_id: str, run_state: dict[str, Any]) -> list[dict[str, Any]]:
+        if run_state:  # the agent is busy: one run at a time per agent
+            return []
+        s = self.sweeps[self.agents[agent_id]]
+        prior = [
+            sweeps.SweepRun(name=r.name, state=r.state, summary_metrics=r.summary,
+                            config={k: {"value": x} for k, x in r.params.items()})
+            for r in self.sweep_runs(s.name)
+        ]  # fmt: skip
+        nxt = sweeps.next_run(s.config, prior)
+        if nxt is None:
+            return [{"type": "exit"}]
+        name = secrets.token_hex(4)
+        self.runs[name] = FakeRun(name, s.project, s.name, config=dict(nxt.config))
+        return [{"type": "run", "run_id": name, "program": s.config.get("program"),
+                 "args": nxt.config}]  # fmt: skip
+
+    def graphql(self, op: str, v: dict[str, Any]) -> dict[str, Any] | None:
+        """The `data` of the answer to operation `op`, or None when it is not served."""
+        if op == "Viewer":
+            me = {"id": "1", "entity": self.entity, "username": self.entity, "flags": "{}"}
+            return {"viewer": me | {"email": "fake@example.com", "teams": {"edges": []}}}
+        if op == "UpsertSweep":
+            sid = v.get("id") or secrets.token_hex(4)
+            proj = v["projectName"]
+            self.sweeps[sid] = FakeSweep(sid, proj, yaml.safe_load(v["config"]), v["config"])
+            sweep = {"name": sid, "project": self._project(proj)}
+            return {"upsertSweep": {"sweep": sweep, "configValidationWarnings": []}}
+        if op in ("SweepWithRuns", "GetSweep"):
+            s = self.sweeps.get(v.get("sweep") or v.get("name") or "")
+            return {"project": {"sweep": self._sweep_node(s) if s else None}}
+        if op == "CreateAgent":
+            aid = secrets.token_hex(4)
+            self.agents[aid] = v["sweep"]
+            return {"createAgent": {"agent": {"id": aid}}}
+        if op == "Heartbeat":
+            cmds = self._heartbeat(v["id"], json.loads(v.get("runState") or "{}"))
+            return {"agentHeartbeat": {"agent": {"id": v["id"]}, "commands": json.dumps(cmds)}}
+        if op == "UpsertBucket":  # wandb.init, then again with full config/metadata
+            r = self.runs.setdefault(v["name"], FakeRun(v["name"], v["project"], v.get("sweep")))
+            r.config = json.loads(v["config"]) if v.get("config") else r.config
+            r.state = "running" if r.state == "pending" else r.state
+            return {"upsertBucket": {"bucket": self._run_node(r), "inserted": True}}
+        if op == "OrganizationCoreWeaveOrganizationID":
+            return {"entity": {"organization": None}}
+        if op == "CreateRunFiles":
+            up = f"{self.url}/upload/{v['run']}"
+            files = [{"name": f, "uploadUrl": f"{up}/{f}"} for f in v["files"]]
+            return {"createRunFiles": {"runID": v["run"], "uploadHeaders": [], "files": files}}
+        if op == "Runs":
+            flt = json.loads(v.get("filters") or "{}")
+            hits = [self._run_node(r) for r in self.runs.values()
+                    if r.project == v["project"] and _match(r, flt)]  # fmt: skip
+            start = int(v.get("cursor") or 0)
+            page = hits[start : start + int(v.get("perPage") or 50)]
+            edges = [{"node": n, "cursor": str(start + i + 1)} for i, n in enumerate(page)]
+            end = start + len(page)
+            info = {"endCursor": str(end), "hasNextPage": end < len(hits)}
+            proj = {"internalId": "1", "runCount": len(hits), "readOnly": False}
+            return {"project": proj | {"runs": {"edges": edges, "pageInfo": info}}}
+        if op in ("Run", "RunFullHistory"):
+            found = self.runs.get(v["name"])
+            return {"project": {"run": self._run_node(found) if found else None}}
+        return None
+
+    def file_stream(self, r: FakeRun, req: dict[str, Any]) -> None:
+        files = req.get("files", {})
+        if "wandb-history.jsonl" in files:  # rows from `offset` on; a resend overwrites
+            part = files["wandb-history.jsonl"]
+            rows = [json.loads(line) for line in part["content"]]
+            r.history[part["offset"] : part["offset"] + len(rows)] = rows
+        for line in files.get("wandb-summary.json", {}).get("content", []):
+            r.summary = json.loads(line)  # the whole summary, each time
+        if req.get("complete"):
+            r.exitcode = req.get("exitcode")
+            r.state = "finished" if r.exitcode == 0 else "failed"
+
+
+def _match(r: FakeRun, flt: dict[str, Any]) -> bool:
+    """The few MongoDB-style run filters the public API sends: $and, $or, key == value."""
+    fields = {"sweep": r.sweep, "name": r.name, "state": r.state}
+    for k, want in flt.items():
+        if k == "$and":
+            ok = all(_match(r, f) for f in want)
+        elif k == "$or":
+            ok = any(_match(r, f) for f in want)
+        elif k in fields:
+            ok = fields[k] == want
+        else:
+            print(f"fakewandb: UNKNOWN run filter {k!r}", file=sys.stderr)
+            ok = False
+        if not ok:
+            return False
+    return True
+
+
+def _select(obj: Any, query: str) -> Any:
+    """Drop the keys that the query does not name, as a GraphQL server would."""
+    if isinstance(obj, list):
+        return [_select(x, query) for x in obj]
+    if not isinstance(obj, dict):
+        return obj
+    return {k: v if k in OPAQUE else _select(v, query) for k, v in obj.items()
+            if re.search(rf"\b{re.escape(k)}\b", query)}  # fmt: skip
+
+
+def _handler(fake: FakeWandb) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, body: Any) -> None:
+            out = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def _unknown(self, what: str) -> None:
+            print(f"fakewandb: UNKNOWN {what} (answered with empty data)", file=sys.stderr)
+            fake.unknown.append(what)
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            path = self.path.split("?")[0]
+            if path == "/graphql":
+                req = json.loads(body)
+                query = req.get("query", "")
+                m = re.search(r"\b(?:query|mutation)\s+(\w+)", query)
+                op = req.get("operationName") or (m.group(1) if m else "?")
+                with fake._lock:
+                    fake.ops.append(op)
+                    data = fake.graphql(op, req.get("variables") or {})
+                if data is None:
+                    self._unknown(f"GraphQL {op}: {' '.join(query.split())[:300]}")
+                self._reply({"data": _select(data or {}, query)})
+            elif path.endswith("/file_stream") and path.split("/")[-2] in fake.runs:
+                with fake._lock:
+                    fake.file_stream(fake.runs[path.split("/")[-2]], json.loads(body))
+                self._reply({})
+            elif path.startswith("/sdk/otel/"):
+                self._reply({})
+            else:
+                self._unknown(f"POST {path}")
+                self._reply({})
+
+        def do_PUT(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            parts = self.path.split("?")[0].split("/", 3)  # "", "upload", run, file
+            if len(parts) == 4 and parts[1] == "upload" and parts[2] in fake.runs:
+                with fake._lock:
+                    fake.runs[parts[2]].files[parts[3]] = body
+            else:
+                self._unknown(f"PUT {self.path}")
+            self._reply({})
+
+        def do_GET(self) -> None:  # nothing wandb 0.31 needs here
+            self._unknown(f"{self.command} {self.path}")
+            self._reply({})
+
+        do_DELETE = do_PATCH = do_GET
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # quiet: the interesting traffic is in fake.ops / fake.unknown
+
+    return Handler
+
+
+if __name__ == "__main__":  # a manual session: `python tests/fakewandb.py`, then export these
+    with FakeWandb() as fake:
+        print("\n".join(f"export {k}={v}" for k, v in fake.env().items()), flush=True)
+        threading.Event().wait()
