@@ -23,18 +23,18 @@ from localsweep.store import Store
 DEFAULT_STORE = Path(".sweepmap")
 
 
-def create(path: Path, store: Store) -> str:
-    text, config = load_sweep(path)
+def create(path: Path, store_root: Path) -> tuple[Store, str]:
+    text, config = load_sweep(path)  # before the store exists: a bad file leaves nothing behind
+    store = Store(store_root)
     name = sweep_name(path, config)
     made = store.create_sweep(name, text, config)
     verb = "created" if made else "resuming"
     print(f"{verb} sweep {name} ({grid_size(config)} runs) in {store.root}")
-    return name
+    return store, name
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    store = Store(args.store)
-    name = create(args.sweep_file, store)
+    store, name = create(args.sweep_file, args.store)
     reaped = store.reap(name)
     if reaped:
         print(f"marked {len(reaped)} run(s) of dead agents as crashed; they run again now")
@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    name = create(args.sweep_file, Store(args.store))
+    _, name = create(args.sweep_file, args.store)
     print(f"run agents with: python -m localsweep agent {name} --store {args.store}")
     return 0
 
