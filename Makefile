@@ -23,7 +23,7 @@ install: $(STAMP)  ## create .venv and install the locked versions
 
 run: $(STAMP)  ## run the lr_optimizer study locally and write its one-page report
 	$(PY) -m localsweep run $(SWEEP) --agents $(AGENTS) --store $(STORE)
-	$(PY) -m analysis report --store $(STORE) --yaml $(SWEEP) --out reports
+	$(PY) -m analysis report --store $(STORE) --yaml $(SWEEP)
 
 test: $(STAMP)  ## the default test suite (offline, CPU, a few minutes)
 	$(PY) -m pytest

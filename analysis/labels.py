@@ -1,0 +1,117 @@
+"""How values read on a figure, and in which order a parameter's values go on an axis."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars to Python ones, so 1 (int64) and 1 (int) compare and print the same."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def is_number(value: Any) -> bool:
+    value = plain(value)
+    # bool is an int subclass, but True/False are categories on an axis, not numbers.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def fmt_value(value: Any) -> str:
+    """A parameter value as a tick label: 1e-3 not 0.001000, 32 not 32.0.
+
+    Floats below 0.01 or from 1e4 up are written as mantissa-e-exponent (1e-3, 2.5e-4, 1e5)
+    because a learning rate is read by its order of magnitude; 0.01 to 9999 stay decimal
+    (0.01, 0.5, 3). Integral floats print as integers, since YAML often gives 8.0 for 8.
+    """
+    value = plain(value)
+    if not is_number(value):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    if 0.01 <= abs(value) < 1e4:
+        if value == int(value):
+            return str(int(value))
+        return f"{value:.4g}"
+    return _sci(value)
+
+
+def _sci(value: float) -> str:
+    exponent = math.floor(math.log10(abs(value)))
+    mantissa = round(value / 10**exponent, 3)
+    if abs(mantissa) >= 10:  # rounding carried into the next power: 9.9996e-4 -> 1e-3
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.3g}e{exponent}"
+
+
+def fmt_levels(values: Iterable[Any]) -> list[str]:
+    """Labels for one axis, in one style: when any level needs an exponent (1e-4), levels
+    below 1 get one too, so a log-spaced grid reads 1e-4, 1e-3, 1e-2, 1e-1, not 0.01, 0.1."""
+    values = [plain(v) for v in values]
+    labels = [fmt_value(v) for v in values]
+    if not any("e" in label for label, v in zip(labels, values, strict=True) if is_number(v)):
+        return labels
+    return [
+        _sci(v) if isinstance(v, float) and 0 < abs(v) < 1 else label
+        for label, v in zip(labels, values, strict=True)
+    ]
+
+
+def fmt_on_axis(value: Any, axis: list[Any]) -> str:
+    """A value written the way its axis writes it (for messages that name cells)."""
+    value = plain(value)
+    return fmt_levels(axis)[axis.index(value)] if value in axis else fmt_value(value)
+
+
+def fmt_number(value: Any, digits: int = 3) -> str:
+    """A metric value in a cell or a table: fixed decimals, scientific when tiny or huge."""
+    value = plain(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if value != 0 and not 1e-3 <= abs(value) < 1e4:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return "–"
+    return "<1e-4" if p < 1e-4 else f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
+
+
+def levels(name: str, sweep_config: dict[str, Any], observed: Iterable[Any]) -> list[Any]:
+    """The values of one parameter in axis order.
+
+    Numbers ascend; categories keep the sweep file's order (the author listed them that way,
+    e.g. sgd before adam), then any value seen in the runs but not in the file.
+    """
+    spec = sweep_config.get("parameters", {}).get(name, {})
+    declared = list(spec.get("values", [spec["value"]] if "value" in spec else []))
+    out = [plain(v) for v in declared]
+    for v in observed:
+        v = plain(v)
+        if v not in out and not (isinstance(v, float) and math.isnan(v)):
+            out.append(v)
+    if out and all(is_number(v) for v in out):
+        out.sort()
+    return out
+
+
+def slug(metric: str) -> str:
+    """A metric key as a file-name part: best/val/accuracy -> best_val_accuracy."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
+
+
+def short_list(items: Iterable[Any], limit: int = 8) -> str:
+    """'a, b, c and 5 more': messages name offending runs without flooding a terminal."""
+    items = [str(i) for i in items]
+    head = ", ".join(items[:limit])
+    return head if len(items) <= limit else f"{head} and {len(items) - limit} more"
