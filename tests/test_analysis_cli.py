@@ -110,7 +110,9 @@ def test_heatmap_pivot_csv_equals_groupby(
         assert {f"{stem}.png", f"{stem}.svg"} <= written
         assert (out / f"{stem}.png").stat().st_size > 5_000
     csv = pd.read_csv(out / "pivot_best_val_accuracy.csv")
-    assert len(csv) == 16  # every cell of the 4 x 4 grid, the empty one included
+    config = load_sweep(YAML)[1]["parameters"]
+    cells = len(config["lr"]["values"]) * len(config["optimizer"]["values"])
+    assert len(csv) == cells  # every cell of the grid, the empty one included
     done = runs[runs["state"] == "finished"]
     want = done.groupby(["lr", "optimizer"])["acc"].agg(["mean", "std", "count"]).reset_index()
     got = csv.merge(want, on=["lr", "optimizer"], how="left")
