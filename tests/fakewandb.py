@@ -6,7 +6,8 @@ Go sidecar `wandb-core`, so the operations below were read off the wire, not onl
 
 GraphQL (POST /graphql), answered by operation name:
   Viewer, UpsertSweep, SweepWithRuns, GetSweep, CreateAgent, Heartbeat, UpsertBucket,
-  OrganizationCoreWeaveOrganizationID, CreateRunFiles, Runs, Run, RunFullHistory.
+  OrganizationCoreWeaveOrganizationID, ServerFeaturesQuery, CreateRunFiles, Runs, Run,
+  RunFullHistory.
 HTTP: POST /files/<entity>/<project>/<run>/file_stream (history rows from "wandb-history.jsonl",
 summary from "wandb-summary.json", state from "complete"/"exitcode"), PUT /upload/... (file
 uploads handed out by CreateRunFiles, accepted and kept), POST /sdk/otel/... (telemetry, ignored).
@@ -193,6 +194,8 @@ class FakeWandb:
             return {"upsertBucket": {"bucket": self._run_node(r), "inserted": True}}
         if op == "OrganizationCoreWeaveOrganizationID":
             return {"entity": {"organization": None}}
+        if op == "ServerFeaturesQuery":  # wandb-core asks during a run; none: an older server
+            return {"serverInfo": {"features": []}}
         if op == "CreateRunFiles":
             up = f"{self.url}/upload/{v['run']}"
             files = [{"name": f, "uploadUrl": f"{up}/{f}"} for f in v["files"]]
