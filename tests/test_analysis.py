@@ -19,7 +19,6 @@ from analysis.guards import BudgetError, apply_guards
 from analysis.labels import fmt_levels, fmt_value
 from analysis.stats import anova, pivot
 from analysis.table import AnalysisError, Study, axes_of, build_table, table_from_records
-from analysis.wandbsrc import cache_path, load_wandb
 from localsweep.store import Store
 from sweepmap import keys
 
@@ -251,47 +250,3 @@ def test_anova_with_one_seed_says_so_plainly() -> None:
         "ANOVA needs >= 2 seeds per cell; cells with fewer: lr=1e-3/optimizer=sgd (n=1)"
         in (result.lines()[0])
     )
-
-
-class _FakeRun:
-    def __init__(self, i: int) -> None:
-        self.id, self.state = f"w{i}", "finished"
-        self.config = {
-            "lr": [1e-3, 1e-2][i % 2],
-            "optimizer": ["sgd", "adam"][i // 2 % 2],
-            "seed": i // 4,
-            "epochs": 2,
-            "_wandb": {"x": 1},
-        }
-        self.summary_metrics = {**summary(0.5 + i / 100), "_runtime": 9.0, "_step": 3}
-
-
-class _FakeApi:
-    """The two calls fetch_wandb makes, recorded."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-
-    def sweep(self, path: str) -> Any:
-        self.calls.append(("sweep", path))
-        return type("S", (), {"config": CONFIG})()
-
-    def runs(self, path: str, **kw: Any) -> list[_FakeRun]:
-        self.calls.append(("runs", (path, kw)))
-        return [_FakeRun(i) for i in range(8)]
-
-
-def test_wandb_source_is_cached_and_refreshed(tmp_path: Path) -> None:
-    api = _FakeApi()
-    study = load_wandb("E/P/abc123", tmp_path, api=api)  # type: ignore[arg-type]
-    assert api.calls[1][1][0] == "E/P"
-    assert api.calls[1][1][1]["filters"] == {"sweep": "abc123"}
-    assert api.calls[1][1][1]["per_page"] >= 100
-    assert cache_path("E/P/abc123", tmp_path) == tmp_path / "E_P_abc123.json"
-    assert len(study.table) == 8 and "_wandb" not in study.table
-    assert (study.table[keys.RUNTIME] == 1.5).all()  # train.py's runtime over wandb's _runtime
-    again = load_wandb("E/P/abc123", tmp_path, api=None)  # no network: from the cache
-    pd.testing.assert_frame_equal(again.table, study.table, check_dtype=False)
-    assert "cache of" in again.origin
-    load_wandb("E/P/abc123", tmp_path, refresh=True, api=api)  # type: ignore[arg-type]
-    assert len(api.calls) == 4
