@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -109,9 +110,10 @@ def run_once(
 ) -> tuple[str, dict[str, Any]]:
     """wandb.init, train, finish: returns the run's final state and summary.
 
-    Shared by `main()` (one process per run) and localsweep's in-process agent, which passes
-    the run's id, group and param file in `init`: wandb reads WANDB_* variables only once per
-    process, so changing them between in-process runs would not reach the next run.
+    Shared by `main()` (one process per run), `python -m sweepmap.agents --inprocess`
+    (`wandb.agent(function=...)`, which tears wandb down between runs) and localsweep's
+    in-process agent, which keeps wandb's service alive and so passes the run's id, group and
+    param file in `init`: wandb reads WANDB_* variables only when it is set up.
     """
     run = wandb.init(config=cfg.to_dict(), job_type="train", **init)
     try:
@@ -129,6 +131,23 @@ def run_once(
     return "finished", result.summary
 
 
+def prepare(values: Mapping[str, Any]) -> Config:
+    """Validate and load the data, before wandb.init: bad input or missing data creates no run.
+
+    Raises ConfigError (exit 2) or DataUnavailable (exit 1).
+    """
+    cfg = Config.from_mapping(values)
+    device = pick_device(cfg)
+    load_data(cfg.dataset, cfg.split_seed, cfg.model != "cnn", str(device))
+    return cfg
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # SIGTERM (a second Ctrl-C to `wandb agent`, a scheduler's preemption) ends the run like
+    # Ctrl-C does: finished with a non-zero exit code, not left "running".
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ("-h", "--help"):
@@ -138,17 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     load_dotenv(Path(__file__).with_name(".env"), override=False)
     try:
-        cfg = Config.from_mapping({**sweep_params(), **parse_args(argv)})
-        pick_device(cfg)
+        cfg = prepare({**sweep_params(), **parse_args(argv)})
     except ConfigError as err:
         print(f"train.py: config error: {err}", file=sys.stderr)
         return 2
-    try:
-        # Load before wandb.init: missing data fails in seconds, with no run created.
-        load_data(cfg.dataset, cfg.split_seed, cfg.model != "cnn", str(pick_device(cfg)))
     except DataUnavailable as err:
         print(f"train.py: {err}", file=sys.stderr)
         return 1
+    signal.signal(signal.SIGTERM, _interrupt)
     record = record_from_env()
     try:
         state, summary = run_once(cfg, record.epoch if record else None)

@@ -9,9 +9,7 @@ the runs carry the sweep's name as their group and tag instead.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 from wandb.sdk.lib.config_util import save_config_file_from_dict
 
+from sweepmap.proc import die_with_parent
 from sweepmap.record import RECORD_ENV
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
@@ -61,13 +60,6 @@ def build_command(sweep_config: dict[str, Any], point: dict[str, Any]) -> list[s
     return argv
 
 
-def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG: a run whose agent is SIGKILLed dies with it instead of training on
-    # as an orphan, so its grid point can be handed out again without two copies running.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)
-
-
 def start(
     argv: list[str], env: dict[str, str], log_path: Path, cwd: Path
 ) -> subprocess.Popen[bytes]:
@@ -80,5 +72,5 @@ def start(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent(),
         )

@@ -31,6 +31,8 @@ from typing import IO
 
 from dotenv import load_dotenv
 
+from sweepmap.proc import die_with_parent
+
 # Failed run, bad config (as train.py's exit codes); 128 + signal when interrupted.
 EXIT_FAILED, EXIT_CONFIG = 1, 2
 
@@ -148,6 +150,8 @@ def launch(plans: Sequence[AgentPlan], argv: list[str], log_dir: Path | None) ->
                 # Own process group: a terminal's Ctrl-C reaches each agent once, from us,
                 # not twice (which `wandb agent` would read as "terminate the runs").
                 process_group=0,
+                # A launcher killed outright takes its agents with it (no orphaned agents).
+                preexec_fn=die_with_parent(),
             )
             procs.append(proc)
             assert proc.stdout is not None
@@ -173,8 +177,7 @@ def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
 
     import train  # torch, the models and train.load_data's cache: once for all runs
     from data import DataUnavailable
-    from sweepmap.config import Config, ConfigError
-    from sweepmap.runtime import pick_device
+    from sweepmap.config import ConfigError
 
     entity, project, sweep_id = _split_sweep_path(sweep)
     codes: list[int] = []
@@ -186,9 +189,7 @@ def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
         run_id = os.environ.get("WANDB_RUN_ID", "?")
         try:
             # As train.main: validate, and load the data, before wandb.init creates a run.
-            cfg = Config.from_mapping(train.sweep_params())
-            device = str(pick_device(cfg))
-            train.load_data(cfg.dataset, cfg.split_seed, cfg.model != "cnn", device)
+            cfg = train.prepare(train.sweep_params())
         except (ConfigError, DataUnavailable) as err:
             # Returning (not raising) keeps wandb from printing a traceback and from counting
             # it toward its "3 failures in 60 s" stop: the agent goes on to the next point.
