@@ -84,6 +84,7 @@ class Store:
         # WAL + NORMAL: a commit survives a crashed process (not a power cut) without an fsync.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._engine_ready = False
 
     def close(self) -> None:
         self.db.close()
@@ -155,6 +156,11 @@ class Store:
     def claim(self, sweep: str, run_id: str, retry_failed: bool = False) -> Run | None:
         """Take the next grid point for this process, or None when the grid is exhausted."""
         cfg = self.sweep(sweep).config
+        if not self._engine_ready:
+            # wandb's engine imports its search modules (scipy) at its first call, ~0.8 s: make
+            # that call before taking the write lock, or every other agent waits for it.
+            next_point(cfg, [])
+            self._engine_ready = True
         with self._write() as db:
             self._reap(db, sweep)
             skip = ("crashed", "failed") if retry_failed else ("crashed",)

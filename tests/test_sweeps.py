@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -63,7 +64,11 @@ def test_study_is_a_clean_two_factor_grid(path: Path) -> None:
     ],
 )
 def test_bad_sweeps_are_refused_with_the_key(patch: dict, needle: str) -> None:
-    config = {"program": "train.py", "method": "grid", "parameters": {"seed": {"values": [0]}}}
+    config: dict[str, Any] = {
+        "program": "train.py",
+        "method": "grid",
+        "parameters": {"seed": {"values": [0]}},
+    }
     for key, value in patch.items():
         if key == "parameters":
             config["parameters"] = {**config["parameters"], **value}
