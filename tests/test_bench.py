@@ -1,0 +1,86 @@
+"""The throughput benchmark: its arithmetic, its smaller grids, and one grid point run both ways."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.sweep_throughput import (
+    Measurement,
+    fit_line,
+    max_difference,
+    measure,
+    scaling_section,
+    smaller_grids,
+)
+from localsweep.grid import grid_size
+from tests.conftest import write_sweep
+
+
+def _m(mode: str, agents: int, wall: float, train: float, acc: dict[str, float]) -> Measurement:
+    return Measurement(mode, agents, grid=4, runs=4, wall_s=wall, train_s=train, other_cores=0.0,
+                       accuracy=acc)  # fmt: skip
+
+
+def test_overhead_is_counted_in_agent_seconds() -> None:
+    # 2 agents for 10 s are 20 agent-seconds; 15 of them in training loops: 25% overhead.
+    m = _m("inprocess", 2, wall=10.0, train=15.0, acc={})
+    assert m.overhead == pytest.approx(0.25)
+    assert m.overhead_per_run_s == pytest.approx(5.0 / 4)
+    assert m.runs_per_min == pytest.approx(24.0)
+    assert _m("process", 1, wall=8.0, train=6.0, acc={}).overhead == pytest.approx(0.25)
+
+
+def test_max_difference_compares_shared_points_only() -> None:
+    a = _m("inprocess", 1, 1.0, 1.0, {"p": 0.5, "q": 0.9})
+    b = _m("process", 1, 1.0, 1.0, {"p": 0.75})
+    assert max_difference([a, b]) == (0.25, 1)
+
+
+def test_scaling_fits_fixed_and_per_run_cost() -> None:
+    assert fit_line([(9, 14.0), (18, 23.0), (36, 41.0)]) == pytest.approx((5.0, 1.0))
+    # 5 agent-s fixed + 1 agent-s a run, 0.9 s of it training: the overhead is 5 + 0.1 n,
+    # 15% at n = .85 * 5 / (.15 * .9 - .85 * .1) = 85 runs, and 10% on large grids.
+    results = {
+        (n, a): Measurement("inprocess", a, n, n, (5.0 + n * 1.0) / a, 0.9 * n, 0.0)
+        for n in (9, 18, 36)
+        for a in (1, 2)
+    }
+    text = "\n".join(scaling_section(Path("s.yaml"), "cmd", results))
+    assert "wall ≈ 5.0 s + 1.00 s per run" in text and "wall ≈ 2.5 s + 0.50 s per run" in text
+    assert text.count("5.0 agent-s fixed (start-up and exit) + 0.100 agent-s per run") == 2
+    assert text.count("15% from about 85 runs and tends to 10%") == 2
+
+
+def test_smaller_grids_halve_the_longest_list() -> None:
+    config: dict[str, Any] = {
+        "method": "grid",
+        "parameters": {
+            "lr": {"values": [1e-4, 1e-3, 1e-2, 1e-1]},
+            "optimizer": {"values": ["sgd", "adam", "rmsprop"]},
+            "seed": {"values": [0, 1, 2]},
+            "epochs": {"value": 8},
+        },
+    }
+    grids = smaller_grids(config, 3)
+    assert [grid_size(g) for g in grids] == [36, 18, 9]
+    assert grids[0] is config and config["parameters"]["lr"]["values"] == [1e-4, 1e-3, 1e-2, 1e-1]
+    assert grids[2]["parameters"]["lr"]["values"] == [1e-4]
+
+
+def test_one_point_gives_the_same_accuracy_in_process_and_in_process(tmp_path: Path) -> None:
+    """The fast path trains exactly what `wandb agent` would: same seeds, same metrics."""
+    sweep = write_sweep(
+        tmp_path / "one.yaml",
+        {"lr": [0.01], "optimizer": "adam", "seed": 3, "epochs": 2, "dataset": "digits"},
+    )
+    fast = measure(sweep, "inprocess", agents=1)
+    slow = measure(sweep, "process", agents=1)
+    assert fast.runs == slow.runs == 1
+    (point,) = fast.accuracy
+    assert abs(fast.accuracy[point] - slow.accuracy[point]) <= 1e-6
+    assert fast.accuracy[point] > 0.5  # it trained
+    for m in (fast, slow):
+        assert 0.0 < m.train_s < m.wall_s and 0.0 < m.overhead < 1.0
