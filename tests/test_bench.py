@@ -70,7 +70,7 @@ def test_smaller_grids_halve_the_longest_list() -> None:
     assert grids[2]["parameters"]["lr"]["values"] == [1e-4]
 
 
-def test_one_point_gives_the_same_accuracy_in_process_and_in_process(tmp_path: Path) -> None:
+def test_one_point_gives_the_same_accuracy_in_process_and_per_process(tmp_path: Path) -> None:
     """The fast path trains exactly what `wandb agent` would: same seeds, same metrics."""
     sweep = write_sweep(
         tmp_path / "one.yaml",
