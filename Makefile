@@ -28,7 +28,7 @@ run: $(STAMP)  ## run the lr_optimizer study locally and write its one-page repo
 test: $(STAMP)  ## the default test suite (offline, CPU, a few minutes)
 	$(PY) -m pytest
 
-test-slow: $(STAMP)  ## the slow tests too (accuracy bars, scaling)
+test-slow: $(STAMP)  ## the slow tests too (the gestures accuracy bar)
 	$(PY) -m pytest -m ""
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy
