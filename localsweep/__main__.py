@@ -17,28 +17,30 @@ from dotenv import load_dotenv
 
 from localsweep.agent import MODES, main_agent
 from localsweep.grid import SweepError, grid_size, load_sweep, sweep_name
-from localsweep.runner import progress_line, spawn_agents, watch
+from localsweep.runner import counts_line, spawn_agents, watch
 from localsweep.store import Store
 
 DEFAULT_STORE = Path(".sweepmap")
 
 
-def create(path: Path, store_root: Path) -> tuple[Store, str]:
+def create(path: Path, store_root: Path) -> tuple[Store, str, int]:
+    """(store, sweep name, grid size); the grid is enumerated once per command."""
     text, config = load_sweep(path)  # before the store exists: a bad file leaves nothing behind
     store = Store(store_root)
     name = sweep_name(path, config)
     made = store.create_sweep(name, text, config)
+    total = grid_size(config)
     verb = "created" if made else "resuming"
-    print(f"{verb} sweep {name} ({grid_size(config)} runs) in {store.root}")
-    return store, name
+    print(f"{verb} sweep {name} ({total} runs) in {store.root}")
+    return store, name, total
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    store, name = create(args.sweep_file, args.store)
+    store, name, total = create(args.sweep_file, args.store)
     reaped = store.reap(name)
     if reaped:
         print(f"marked {len(reaped)} run(s) of dead agents as crashed; they run again now")
-    left = store.remaining(name, args.retry_failed)
+    left = store.remaining(name, total, args.retry_failed)
     c = store.counts(name)
     if left == 0:
         done = f"{c['finished']} finished, {c['failed']} failed"
@@ -48,15 +50,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs = store.root / "logs" / name
     print(f"{left} run(s) to go with {agents} agent(s), mode {args.mode}; logs in {logs}")
     procs = spawn_agents(store.root, name, agents, args.mode, args.retry_failed)
-    code = watch(procs, store, name, grid_size(store.sweep(name).config))
-    print(
-        progress_line(store, name, grid_size(store.sweep(name).config), 0, 0).split(", elapsed")[0]
-    )
+    code = watch(procs, store, name, total)
+    print(counts_line(store, name, total))
     return code
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    _, name = create(args.sweep_file, args.store)
+    _, name, _ = create(args.sweep_file, args.store)
     print(f"run agents with: python -m localsweep agent {name} --store {args.store}")
     return 0
 
@@ -69,12 +69,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = Store(args.store)
     names = [args.sweep] if args.sweep else [s.name for s in store.sweeps()]
     for name in names:
-        store.sweep(name)  # a clear KeyError for an unknown name
-        print(
-            progress_line(store, name, grid_size(store.sweep(name).config), 0, 0).split(
-                ", elapsed"
-            )[0]
-        )
+        config = store.sweep(name).config  # a clear KeyError for an unknown name
+        print(counts_line(store, name, grid_size(config)))
     return 0
 
 

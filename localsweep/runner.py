@@ -27,17 +27,24 @@ def spawn_agents(
     return procs
 
 
+def counts_line(store: Store, sweep: str, total: int) -> str:
+    """Where a sweep stands: done of total, failed, crashed, running."""
+    c = store.counts(sweep)
+    return (
+        f"{sweep}: {c['finished'] + c['failed']}/{total} done ({c['failed']} failed, "
+        f"{c['crashed']} crashed), {c['running'] + c['pending']} running"
+    )
+
+
 def progress_line(store: Store, sweep: str, total: int, started: float, done_before: int) -> str:
+    """counts_line plus elapsed time and an ETA from the runs finished since `started`."""
     c = store.counts(sweep)
     done = c["finished"] + c["failed"]
     elapsed = time.time() - started
     new = done - done_before
     left = max(total - done, 0)
     eta = f"{_clock(elapsed / new * left)}" if new and left else "-"
-    return (
-        f"{sweep}: {done}/{total} done ({c['failed']} failed, {c['crashed']} crashed), "
-        f"{c['running'] + c['pending']} running, elapsed {_clock(elapsed)}, ETA {eta}"
-    )
+    return f"{counts_line(store, sweep, total)}, elapsed {_clock(elapsed)}, ETA {eta}"
 
 
 def _clock(seconds: float) -> str:
@@ -60,20 +67,19 @@ def watch(procs: list[subprocess.Popen[bytes]], store: Store, sweep: str, total:
     started = time.time()
     c = store.counts(sweep)
     done_before = c["finished"] + c["failed"]
-    last, last_print = "", 0.0
+    last, last_counts, last_print = "", "", 0.0
     interrupted = False
     while True:
         try:
             alive = any(p.poll() is None for p in procs)
             line = progress_line(store, sweep, total, started, done_before)
+            counts = counts_line(store, sweep, total)
             # On a terminal the line redraws in place; in a log, one line when it changes.
             if tty:
                 print("\r" + line.ljust(len(last)), end="", flush=True)
-            elif line.split(", elapsed")[0] != last.split(", elapsed")[0] or (
-                time.time() - last_print > 30
-            ):
+            elif counts != last_counts or time.time() - last_print > 30:
                 print(line, flush=True)
-                last_print = time.time()
+                last_print, last_counts = time.time(), counts
             last = line
             if not alive:
                 break

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localsweep.grid import grid_size, next_point
+from localsweep.grid import next_point
 
 DB_NAME = "store.db"
 ACTIVE = ("pending", "running")
@@ -147,11 +147,11 @@ class Store:
         out.update({r["state"]: r["n"] for r in rows})
         return out
 
-    def remaining(self, sweep: str, retry_failed: bool = False) -> int:
+    def remaining(self, sweep: str, total: int, retry_failed: bool = False) -> int:
         """Grid points without a finished (or failed, unless retried) or active run."""
         done = {"finished", *ACTIVE} | (set() if retry_failed else {"failed"})
         points = {_key(r.config) for r in self.runs(sweep) if r.state in done}
-        return grid_size(self.sweep(sweep).config) - len(points)
+        return total - len(points)
 
     def claim(self, sweep: str, run_id: str, retry_failed: bool = False) -> Run | None:
         """Take the next grid point for this process, or None when the grid is exhausted."""
