@@ -16,40 +16,50 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from localsweep.agent import MODES, main_agent
-from localsweep.grid import SweepError, grid_size, load_sweep, sweep_name
-from localsweep.runner import counts_line, spawn_agents, watch
+from localsweep.errors import SweepError
+from localsweep.runner import counts_line, dismiss, release, spawn_agents, watch
 from localsweep.store import Store
 
 DEFAULT_STORE = Path(".sweepmap")
 
 
 def create(path: Path, store_root: Path) -> tuple[Store, str, int]:
-    """(store, sweep name, grid size); the grid is enumerated once per command."""
+    """(store, sweep name, grid size); the grid is stored, so that agents need no engine."""
+    # wandb's engine (~1 s with its scipy.stats) loads here, after `run` has started its agents.
+    from localsweep.grid import all_points, load_sweep, sweep_name
+
     text, config = load_sweep(path)  # before the store exists: a bad file leaves nothing behind
     store = Store(store_root)
     name = sweep_name(path, config)
-    made = store.create_sweep(name, text, config)
-    total = grid_size(config)
+    made = store.create_sweep(name, text, config, all_points(config))
+    total = store.total(name)
     verb = "created" if made else "resuming"
     print(f"{verb} sweep {name} ({total} runs) in {store.root}")
     return store, name, total
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    store, name, total = create(args.sweep_file, args.store)
-    reaped = store.reap(name)
-    if reaped:
-        print(f"marked {len(reaped)} run(s) of dead agents as crashed; they run again now")
-    left = store.remaining(name, total, args.retry_failed)
-    c = store.counts(name)
-    if left == 0:
-        done = f"{c['finished']} finished, {c['failed']} failed"
-        print(f"sweep {name} is complete: {done}; nothing to run")
-        return 0
-    agents = max(1, min(args.agents, left))
-    logs = store.root / "logs" / name
-    print(f"{left} run(s) to go with {agents} agent(s), mode {args.mode}; logs in {logs}")
-    procs = spawn_agents(store.root, name, agents, args.mode, args.retry_failed)
+    procs = spawn_agents(args.store, args.agents, args.mode, args.retry_failed)
+    try:
+        store, name, total = create(args.sweep_file, args.store)
+        reaped = store.reap(name)
+        if reaped:
+            print(f"marked {len(reaped)} run(s) of dead agents as crashed; they run again now")
+        left = store.remaining(name, args.retry_failed)
+        agents = min(args.agents, left)
+        dismiss(procs[agents:])
+        procs = procs[:agents]
+        if left == 0:
+            c = store.counts(name)
+            print(f"sweep {name} is complete: {c['finished']} finished, {c['failed']} failed;"
+                  " nothing to run")  # fmt: skip
+            return 0
+        logs = store.root / "logs" / name
+        print(f"{left} run(s) to go with {agents} agent(s), mode {args.mode}; logs in {logs}")
+        release(procs, store.root, name)
+    except BaseException:
+        dismiss(procs)
+        raise
     code = watch(procs, store, name, total)
     print(counts_line(store, name, total))
     return code
@@ -69,8 +79,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = Store(args.store)
     names = [args.sweep] if args.sweep else [s.name for s in store.sweeps()]
     for name in names:
-        config = store.sweep(name).config  # a clear KeyError for an unknown name
-        print(counts_line(store, name, grid_size(config)))
+        store.sweep(name)  # a clear KeyError for an unknown name
+        print(counts_line(store, name, store.total(name)))
     return 0
 
 
@@ -103,7 +113,8 @@ def parser() -> argparse.ArgumentParser:
     create_p.set_defaults(func=cmd_create)
 
     agent = sub.add_parser("agent", help="run grid points of a sweep until none are left")
-    agent.add_argument("sweep")
+    agent.add_argument("sweep", help="its name; `-`: warm up, then read the name from stdin "
+                       "(how `localsweep run` starts its agents)")  # fmt: skip
     agent.add_argument("--count", type=int, default=None, help="stop after this many runs")
     common(agent)
     agent_opts(agent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import os
 import secrets
 import string
@@ -208,9 +209,42 @@ class _InProcess:
 
 def main_agent(store_root: Path, sweep: str, mode: str, count: int | None, retry: bool) -> int:
     try:
+        if sweep == "-":
+            warm_up(mode)
+            got = await_sweep()
+            if got is None:
+                return 0
+            sweep = got
         return run_agent(store_root, sweep, mode, count, retry)
     except KeyboardInterrupt:
         return 130
     except KeyError as err:
         print(f"localsweep: {err.args[0]}", file=sys.stderr)
         return 2
+
+
+def warm_up(mode: str) -> None:
+    """What every run needs, imported before the sweep is known (see runner.spawn_agents)."""
+    if mode == "inprocess":
+        import wandb  # noqa: F401
+
+        import train  # noqa: F401  torch, torchmetrics, the models
+
+        # torch.optim imports it at the first optimizer: one more second to overlap.
+        importlib.import_module("torch._dynamo")
+
+
+def await_sweep() -> str | None:
+    """Read `sweep<TAB>log path` from stdin and send this process's output to that log;
+    None on end of input (the runner found nothing for this agent to do)."""
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    sweep, log = line.rstrip("\n").split("\t")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return sweep

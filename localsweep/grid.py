@@ -21,14 +21,11 @@ with warnings.catch_warnings():
 
     import sweeps
 
+from localsweep.errors import SweepError
 from sweepmap.config import Config, ConfigError
 
 # Grid points are enumerated up to this many; a larger grid is a typo, not a study.
 MAX_GRID = 10_000
-
-
-class SweepError(ValueError):
-    """A bad sweep file; the message names the file, the key and the reason (exit code 2)."""
 
 
 def load_sweep(path: Path | str) -> tuple[str, dict[str, Any]]:
@@ -93,18 +90,6 @@ def all_points(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def grid_size(config: dict[str, Any]) -> int:
     return len(all_points(config))
-
-
-def next_point(config: dict[str, Any], taken: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The engine's next grid point given the configs that already have a run."""
-    runs = [
-        sweeps.SweepRun(
-            name=f"r{i}", state="running", config={k: {"value": v} for k, v in c.items()}
-        )
-        for i, c in enumerate(taken)
-    ]
-    suggestion = sweeps.next_run(config, runs, validate=False)
-    return None if suggestion is None else _flat(suggestion.config)
 
 
 def sweep_name(path: Path | str, config: dict[str, Any]) -> str:

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 from wandb.sdk.lib.config_util import save_config_file_from_dict
 
 from sweepmap.proc import die_with_parent
@@ -44,6 +43,10 @@ def write_params(path: Path, point: dict[str, Any]) -> None:
 
 def build_command(sweep_config: dict[str, Any], point: dict[str, Any]) -> list[str]:
     """The argv wandb agent would run, e.g. `/usr/bin/env python train.py --lr=0.01 ...`."""
+    # wandb's launch package builds pydantic models at import (~0.2 s); in-process agents,
+    # which only write param files, never load it.
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+
     template = list(sweep_config.get("command") or DEFAULT_COMMAND)
     args = {k: {"value": v} for k, v in sorted(point.items())}
     macros: dict[str, Any] = create_sweep_command_args({"args": args})

@@ -11,20 +11,34 @@ from pathlib import Path
 from localsweep.store import Store
 
 POLL_S = 1.0
+Agent = subprocess.Popen[bytes]
 
 
-def spawn_agents(
-    store_root: Path, sweep: str, agents: int, mode: str, retry: bool
-) -> list[subprocess.Popen[bytes]]:
+def spawn_agents(store_root: Path, agents: int, mode: str, retry: bool) -> list[Agent]:
+    """Start agents before the sweep is known: each imports torch, wandb and the models
+    (~3 s) and then waits on stdin for `release` or `dismiss`. `localsweep run` checks the
+    sweep file meanwhile, so that second of grid enumeration costs no wall time."""
+    argv = [sys.executable, "-m", "localsweep", "agent", "-", "--store", str(store_root)]
+    argv += ["--mode", mode] + (["--retry-failed"] if retry else [])
+    return [subprocess.Popen(argv, stdin=subprocess.PIPE) for _ in range(agents)]
+
+
+def release(procs: list[Agent], store_root: Path, sweep: str) -> None:
+    """Give each waiting agent its sweep and its log file; it works until the grid is done."""
     logs = store_root / "logs" / sweep
     logs.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for i in range(agents):
-        argv = [sys.executable, "-m", "localsweep", "agent", sweep, "--store", str(store_root)]
-        argv += ["--mode", mode] + (["--retry-failed"] if retry else [])
-        with (logs / f"agent-{i}.log").open("ab") as log:
-            procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
-    return procs
+    for i, p in enumerate(procs):
+        assert p.stdin is not None
+        with contextlib.suppress(BrokenPipeError):  # it died warming up: watch reports its code
+            p.stdin.write(f"{sweep}\t{logs / f'agent-{i}.log'}\n".encode())
+            p.stdin.close()
+
+
+def dismiss(procs: list[Agent]) -> None:
+    """Stop agents that were never released; they have written nothing anywhere yet."""
+    for p in procs:
+        p.kill()
+        p.wait()
 
 
 def counts_line(store: Store, sweep: str, total: int) -> str:
@@ -52,7 +66,7 @@ def _clock(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
-def _nap(procs: list[subprocess.Popen[bytes]], seconds: float) -> None:
+def _nap(procs: list[Agent], seconds: float) -> None:
     """Sleep up to `seconds`, waking as soon as every agent has exited: a sweep's last run
     ends the command at once rather than at the next poll (0.5 s later on average)."""
     deadline = time.monotonic() + seconds
@@ -61,7 +75,7 @@ def _nap(procs: list[subprocess.Popen[bytes]], seconds: float) -> None:
             p.wait(timeout=max(0.0, deadline - time.monotonic()))
 
 
-def watch(procs: list[subprocess.Popen[bytes]], store: Store, sweep: str, total: int) -> int:
+def watch(procs: list[Agent], store: Store, sweep: str, total: int) -> int:
     """Print progress until every agent has exited; returns the worst agent exit code."""
     tty = sys.stdout.isatty()
     started = time.time()

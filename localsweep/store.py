@@ -1,9 +1,11 @@
 """The local sweep store: one SQLite file shared by every agent on a machine.
 
 SQLite in WAL mode lets several agent processes read while one writes; a claim runs inside
-`BEGIN IMMEDIATE`, so two agents can never take the same grid point. The grid itself comes
-from wandb's engine (`sweeps.next_run`), which skips every point that already has a run;
-crashed runs are left out of what it sees, so their points are handed out again.
+`BEGIN IMMEDIATE`, so two agents can never take the same grid point. The grid comes from
+wandb's engine once, when the sweep is created, and is stored in the engine's order; a claim
+takes the first stored point without a run, as the engine's own `next_run` would (crashed runs
+do not count, so their points are handed out again). Agents never load the engine itself:
+its search modules import scipy.stats, ~0.5 s of every agent's start-up.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from localsweep.grid import next_point
 
 DB_NAME = "store.db"
 ACTIVE = ("pending", "running")
@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL NOT NULL, started REAL, ended REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_sweep ON runs(sweep, state);
+CREATE TABLE IF NOT EXISTS points (
+    sweep TEXT NOT NULL REFERENCES sweeps(name), idx INTEGER NOT NULL, config TEXT NOT NULL,
+    PRIMARY KEY (sweep, idx)
+);
 CREATE TABLE IF NOT EXISTS history (
     run_id TEXT NOT NULL REFERENCES runs(id), step INTEGER NOT NULL, metrics TEXT NOT NULL,
     PRIMARY KEY (run_id, step)
@@ -84,7 +88,6 @@ class Store:
         # WAL + NORMAL: a commit survives a crashed process (not a power cut) without an fsync.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
-        self._engine_ready = False
 
     def close(self) -> None:
         self.db.close()
@@ -100,12 +103,26 @@ class Store:
         self.db.execute("COMMIT")
 
     # sweeps
-    def create_sweep(self, name: str, yaml_text: str, config: dict[str, Any]) -> bool:
-        """True when created, False when a sweep of that name was already there."""
+    def create_sweep(
+        self,
+        name: str,
+        yaml_text: str,
+        config: dict[str, Any],
+        points: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """True when created, False when a sweep of that name was already there.
+
+        `points` is the grid in the engine's order (`grid.all_points`); on a resume the stored
+        grid is kept, since the name is a hash of the config that made it.
+        """
         with self._write() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO sweeps VALUES (?, ?, ?, ?)",
                 (name, yaml_text, json.dumps(config), time.time()),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO points VALUES (?, ?, ?)",
+                [(name, i, json.dumps(p)) for i, p in enumerate(points)],
             )
             return cur.rowcount == 1
 
@@ -147,27 +164,37 @@ class Store:
         out.update({r["state"]: r["n"] for r in rows})
         return out
 
-    def remaining(self, sweep: str, total: int, retry_failed: bool = False) -> int:
+    def points(self, sweep: str) -> list[dict[str, Any]]:
+        """The sweep's grid, in the order the engine hands it out."""
+        rows = self.db.execute(
+            "SELECT config FROM points WHERE sweep = ? ORDER BY idx", (sweep,)
+        ).fetchall()
+        return [json.loads(r["config"]) for r in rows]
+
+    def total(self, sweep: str) -> int:
+        row = self.db.execute("SELECT COUNT(*) FROM points WHERE sweep = ?", (sweep,)).fetchone()
+        return int(row[0])
+
+    def remaining(self, sweep: str, retry_failed: bool = False) -> int:
         """Grid points without a finished (or failed, unless retried) or active run."""
-        done = {"finished", *ACTIVE} | (set() if retry_failed else {"failed"})
-        points = {_key(r.config) for r in self.runs(sweep) if r.state in done}
-        return total - len(points)
+        return len(self._free(sweep, retry_failed))
+
+    def _free(self, sweep: str, retry_failed: bool) -> list[dict[str, Any]]:
+        skip = ("crashed", "failed") if retry_failed else ("crashed",)
+        taken = {_key(r.config) for r in self.runs(sweep) if r.state not in skip}
+        return [p for p in self.points(sweep) if _key(p) not in taken]
 
     def claim(self, sweep: str, run_id: str, retry_failed: bool = False) -> Run | None:
         """Take the next grid point for this process, or None when the grid is exhausted."""
-        cfg = self.sweep(sweep).config
-        if not self._engine_ready:
-            # wandb's engine imports its search modules (scipy) at its first call, ~0.8 s: make
-            # that call before taking the write lock, or every other agent waits for it.
-            next_point(cfg, [])
-            self._engine_ready = True
         with self._write() as db:
             self._reap(db, sweep)
-            skip = ("crashed", "failed") if retry_failed else ("crashed",)
-            taken = [r.config for r in self.runs(sweep) if r.state not in skip]
-            point = next_point(cfg, taken)
-            if point is None:
+            free = self._free(sweep, retry_failed)
+            if not free:
+                if not self.total(sweep):
+                    self.sweep(sweep)  # a clear KeyError for an unknown name
+                    raise KeyError(f"sweep {sweep!r} has no grid stored: run `localsweep create`")
                 return None
+            point = free[0]
             now = time.time()
             db.execute(
                 "INSERT INTO runs (id, sweep, config, state, host, pid, heartbeat, created)"

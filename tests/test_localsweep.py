@@ -151,6 +151,17 @@ def test_bad_yaml_exits_2_before_any_run(wandb_env, tmp_path) -> None:
     line = proc.stderr.strip()
     assert len(line.splitlines()) == 1 and str(bad) in line and "lr=-1.0" in line, line
     assert not store_dir.exists()
+    # The agents it started before checking the file are gone too.
+    assert not _processes_with(str(store_dir), "cmdline")
+
+
+def test_a_waiting_agent_that_gets_no_sweep_leaves_nothing(wandb_env, tmp_path) -> None:
+    """`agent -` is how `run` starts agents before the sweep file is checked."""
+    store_dir = tmp_path / "store"
+    argv = [sys.executable, "-m", "localsweep", "agent", "-", "--store", str(store_dir)]
+    proc = subprocess.run(argv, input="", cwd=ROOT, env=wandb_env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert not store_dir.exists()
 
 
 def _text(path: str | None) -> str:
@@ -161,13 +172,13 @@ def _text(path: str | None) -> str:
         return ""
 
 
-def _processes_with(needle: str) -> list[int]:
-    """Pids whose environment mentions `needle` (the store path): leftover children."""
+def _processes_with(needle: str, where: str = "environ") -> list[int]:
+    """Pids whose environment (or command line) mentions `needle`: leftover children."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if needle.encode() in (proc / "environ").read_bytes():
+                if needle.encode() in (proc / where).read_bytes():
                     pids.append(int(proc.name))
             except OSError:
                 continue
