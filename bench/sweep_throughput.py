@@ -13,11 +13,8 @@ the store included); training time is each run's `train_time` in the store (the 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,12 +22,13 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.facts import children_cpu_s, machine_busy_s, machine_facts, startup_floor_s
+from bench.report import SCALING_AGENTS, old_scaling, report, scaling_section, table
 from localsweep.grid import grid_size, load_sweep, sweep_name
 from localsweep.store import Store
 from sweepmap import keys
@@ -39,9 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (mode, agents): the local runner with 1 and 2 agents; one process per run with 1 agent (what
 # one `wandb agent` does) and with 2 (like for like with two local agents).
 CONFIGS = (("inprocess", 1), ("inprocess", 2), ("process", 1), ("process", 2))
-SCALING_AGENTS = (1, 2)
 SCALING_SIZES = 3  # the full grid, then halved twice
-SCALING_BEGIN, SCALING_END = "<!-- scaling:begin -->", "<!-- scaling:end -->"
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ def measure(sweep: Path, mode: str, agents: int, runs: int | None = None) -> Mea
     try:
         env, store = bench_env(tmp), str(tmp / "store")
         cli = [sys.executable, "-m", "localsweep"]
-        busy0, ours0 = _machine_busy_s(), _children_cpu_s()
+        busy0, ours0 = machine_busy_s(), children_cpu_s()
         start = time.perf_counter()
         if runs is None:
             _run_all([[*cli, "run", str(sweep), "--agents", str(agents), "--mode", mode,
@@ -109,7 +105,7 @@ def measure(sweep: Path, mode: str, agents: int, runs: int | None = None) -> Mea
             agent = [*cli, "agent", name, "--store", store, "--mode", mode, "--count"]
             _run_all([[*agent, str(n)] for n in shares if n], env, tmp)
         wall = time.perf_counter() - start
-        other = (_machine_busy_s() - busy0) - (_children_cpu_s() - ours0)
+        other = (machine_busy_s() - busy0) - (children_cpu_s() - ours0)
         db = Store(store)
         finished = [r for r in db.runs(name) if r.state == "finished"]
         db.close()
@@ -141,36 +137,8 @@ def _run_all(commands: list[list[str]], env: dict[str, str], tmp: Path) -> None:
             raise RuntimeError(f"{' '.join(argv)} exited {code}:\n{tail}")
 
 
-def _machine_busy_s() -> float:
-    """CPU-seconds all cores spent busy since boot (Linux /proc/stat; 0 elsewhere)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return 0.0
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_s() -> float:
-    """CPU-seconds of this process's finished children (and theirs, when they waited for them)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _point(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True)
-
-
-def max_difference(measurements: Sequence[Measurement]) -> tuple[float, int]:
-    """Largest |difference| in final val/accuracy of one grid point across measurements."""
-    worst, compared = 0.0, 0
-    points = {p for m in measurements for p in m.accuracy}
-    for p in points:
-        values = [m.accuracy[p] for m in measurements if p in m.accuracy]
-        if len(values) > 1:
-            compared += 1
-            worst = max(worst, max(values) - min(values))
-    return worst, compared
 
 
 def smaller_grids(config: dict[str, Any], count: int) -> list[dict[str, Any]]:
@@ -188,190 +156,6 @@ def smaller_grids(config: dict[str, Any], count: int) -> list[dict[str, Any]]:
         del cut[(len(cut) + 1) // 2 :]
         grids.append(smaller)
     return grids
-
-
-def machine_facts() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = os.cpu_count() or 0
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    threads = os.environ.get("SWEEPMAP_THREADS", "1")
-    return {
-        "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "cpu": f"{cpu}, {cores} logical cores ({usable} usable)",
-        "memory": _memory(),
-        "device": _device(),
-        "torch threads": f"{threads} per agent (SWEEPMAP_THREADS, default 1)",
-        "versions": f"Python {platform.python_version()}, torch {version('torch')}, "
-        f"wandb {version('wandb')}",
-        "os": platform.platform(),
-    }
-
-
-def _memory() -> str:
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return "unknown"
-    return f"{kib / 2**20:.0f} GiB"
-
-
-def _device() -> str:
-    # Ask a child: importing torch here would add seconds to this process for one line.
-    code = (
-        "import torch; print('cuda' if torch.cuda.is_available() else "
-        "'mps' if torch.backends.mps.is_available() else 'cpu')"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
-def table(rows: Sequence[tuple[str, Measurement]]) -> list[str]:
-    lines = [
-        "| runner | mode | agents | runs | wall (s) | runs/min | Σ train_time (s) "
-        "| overhead share | overhead per run (s) | other work (cores) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
-    ]
-    for label, m in rows:
-        runs = f"{m.runs}" if m.runs == m.grid else f"{m.runs} of {m.grid}"
-        lines.append(
-            f"| {label} | {m.mode} | {m.agents} | {runs} | {m.wall_s:.1f} | "
-            f"{m.runs_per_min:.1f} | {m.train_s:.1f} | {m.overhead:.1%} | "
-            f"{m.overhead_per_run_s:.2f} | {m.other_cores:.2f} |"
-        )
-    return lines
-
-
-def report(
-    sweep: Path,
-    command: str,
-    facts: dict[str, str],
-    results: dict[tuple[str, int], Measurement],
-    baseline_runs: int | None,
-) -> list[str]:
-    local = max(
-        (m for (mode, _), m in results.items() if mode == "inprocess"),
-        key=lambda m: m.runs_per_min,
-    )
-    base = results[("process", 1)]
-    rows = [
-        (("**local runner**" if m is local else "local runner"), m)
-        for (mode, _), m in results.items()
-        if mode == "inprocess"
-    ] + [("one process per run", m) for (mode, _), m in results.items() if mode == "process"]
-    diff, compared = max_difference(list(results.values()))
-    lines = [
-        "# Sweep throughput",
-        "",
-        f"Sweep `{sweep.as_posix()}` ({local.grid} grid points, its own epochs), measured "
-        f"with `{command}`.",
-        "",
-        *(f"- {k}: {v}" for k, v in facts.items()),
-        "",
-        *table(rows),
-        "",
-        f"- Speed-up of the local runner (inprocess, {local.agents} agent(s)) over one process "
-        f"per run with 1 agent, as one `wandb agent` runs a sweep: "
-        f"**{local.runs_per_min / base.runs_per_min:.1f}x** runs/min.",
-    ]
-    if ("process", local.agents) in results and local.agents != 1:
-        like = results[("process", local.agents)]
-        lines.append(
-            f"- Like for like, {local.agents} agents each: "
-            f"{local.runs_per_min / like.runs_per_min:.1f}x."
-        )
-    shares = [m for (mode, _), m in results.items() if mode == "inprocess"]
-    lines.append(
-        "- Overhead share at most 15%: "
-        + "; ".join(
-            f"{m.agents} agent(s) {m.overhead:.1%}, {'met' if m.overhead <= 0.15 else 'not met'}"
-            for m in shares
-        )
-        + " (each agent's start-up is a fixed cost: see the scaling section)."
-    )
-    lines += [
-        "- wall: the clock around the whole command, from Python start-up to the last agent's "
-        "exit (imports, data loading, wandb service, store and grid included).",
-        "- overhead share: (agents × wall − Σ train_time) / (agents × wall), i.e. in "
-        "agent-seconds, where train_time is each run's training loop (`sweepmap.loop.fit`) "
-        "as stored in its summary; torch's one-off import of `torch._dynamo` (which "
-        "torch.optim makes at a process's first optimizer, ~1.2 s) happens before that "
-        "clock starts, so it counts as overhead: once per agent in-process, in every run with "
-        "one process per run.",
-        f"- Same results both ways: largest difference in final val/accuracy for one grid "
-        f"point across all rows: {diff:.1e} ({compared} points compared).",
-        "- other work: CPU-seconds the machine spent on processes outside the benchmark "
-        "(from /proc/stat) per second of wall; above 0.05 or so, that row shared the cores.",
-    ]
-    if baseline_runs is not None:
-        lines.append(
-            f"- The process-per-run rows ran only the first {baseline_runs} grid points "
-            "(`--baseline-runs`); their runs/min is over those runs."
-        )
-    lines += ["", "GPU (bf16 autocast, agents per GPU): not measured: no GPU in this environment."]
-    return lines
-
-
-def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares (intercept, slope) of y against x."""
-    n = len(points)
-    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
-    return my - slope * mx, slope
-
-
-def scaling_section(
-    sweep: Path, command: str, results: dict[tuple[int, int], Measurement]
-) -> list[str]:
-    sizes = sorted({size for size, _ in results})
-    lines = [
-        SCALING_BEGIN,
-        "## Scaling with the grid's size",
-        "",
-        f"In-process agents on grids cut from `{sweep.as_posix()}` (one `values` list halved "
-        f"at a time), measured with `{command}`. Each cell: wall time (overhead share).",
-        "",
-        "| grid points | " + " | ".join(f"{a} agent(s)" for a in SCALING_AGENTS) + " |",
-        "|--:|" + "--:|" * len(SCALING_AGENTS),
-    ]
-    for size in sizes:
-        cells = [f"{results[size, a].wall_s:.1f} s ({results[size, a].overhead:.0%})"
-                 for a in SCALING_AGENTS]  # fmt: skip
-        lines.append(f"| {size} | " + " | ".join(cells) + " |")
-    lines.append("")
-    for a in SCALING_AGENTS:
-        rows = [results[size, a] for size in sizes]
-        fixed, per_run = fit_line([(m.runs, m.wall_s) for m in rows])
-        # Overhead in agent-seconds against runs: a fixed part (start-up, the end) and a part
-        # per run; with t s of training a run, the share is 15% from n = .85F / (.15t - .85c).
-        f, c = fit_line([(m.runs, a * m.wall_s - m.train_s) for m in rows])
-        t = sum(m.train_s for m in rows) / sum(m.runs for m in rows)
-        at_15 = 0.85 * f / (0.15 * t - 0.85 * c) if 0.15 * t > 0.85 * c else float("inf")
-        lines.append(
-            f"- {a} agent(s): wall ≈ {fixed:.1f} s + {per_run:.2f} s per run; overhead ≈ "
-            f"{f:.1f} agent-s fixed (start-up and exit) + {c:.3f} agent-s per run, against "
-            f"{t:.2f} s of training a run (least squares): the share is 15% from about "
-            f"{at_15:.0f} runs and tends to {c / (c + t):.0%} on large grids."
-        )
-    return [*lines, SCALING_END]
-
-
-def old_scaling(out: Path) -> list[str]:
-    """The scaling section of an earlier results file, kept when this run skips it."""
-    if not out.exists():
-        return []
-    text = out.read_text()
-    if SCALING_BEGIN not in text or SCALING_END not in text:
-        return []
-    body = text.split(SCALING_BEGIN, 1)[1].split(SCALING_END, 1)[0]
-    return [SCALING_BEGIN, *body.strip("\n").splitlines(), SCALING_END]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -398,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = args.baseline_runs if mode == "process" else None
         m = results[mode, agents] = measure(args.sweep, mode, agents, runs)
         print(*table([(f"{mode}:{agents}", m)])[2:], flush=True)
-    lines = report(args.sweep, command, facts, results, args.baseline_runs)
+    floor = startup_floor_s()
+    lines = report(args.sweep, command, facts, results, args.baseline_runs, floor)
     if args.scaling:
         _, config = load_sweep(args.sweep)
         grids: dict[tuple[int, int], Measurement] = {}

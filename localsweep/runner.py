@@ -11,6 +11,7 @@ from pathlib import Path
 from localsweep.store import Store
 
 POLL_S = 1.0
+LOG_EVERY_S = 10.0
 Agent = subprocess.Popen[bytes]
 
 
@@ -88,10 +89,12 @@ def watch(procs: list[Agent], store: Store, sweep: str, total: int) -> int:
             alive = any(p.poll() is None for p in procs)
             line = progress_line(store, sweep, total, started, done_before)
             counts = counts_line(store, sweep, total)
-            # On a terminal the line redraws in place; in a log, one line when it changes.
+            # On a terminal the line redraws in place; in a log, a line when the counts have
+            # changed, at most every LOG_EVERY_S (not one per run), and at least every minute.
+            quiet = time.time() - last_print
             if tty:
                 print("\r" + line.ljust(len(last)), end="", flush=True)
-            elif counts != last_counts or time.time() - last_print > 30:
+            elif (counts != last_counts and quiet >= LOG_EVERY_S) or quiet > 60:
                 print(line, flush=True)
                 last_print, last_counts = time.time(), counts
             last = line

@@ -7,14 +7,8 @@ from typing import Any
 
 import pytest
 
-from bench.sweep_throughput import (
-    Measurement,
-    fit_line,
-    max_difference,
-    measure,
-    scaling_section,
-    smaller_grids,
-)
+from bench.report import fit_line, max_difference, report, scaling_section
+from bench.sweep_throughput import Measurement, measure, smaller_grids
 from localsweep.grid import grid_size
 from tests.conftest import write_sweep
 
@@ -37,6 +31,19 @@ def test_max_difference_compares_shared_points_only() -> None:
     a = _m("inprocess", 1, 1.0, 1.0, {"p": 0.5, "q": 0.9})
     b = _m("process", 1, 1.0, 1.0, {"p": 0.75})
     assert max_difference([a, b]) == (0.25, 1)
+
+
+def test_report_gives_the_targets_and_the_start_up_floor_per_row() -> None:
+    results = {
+        ("inprocess", 1): _m("inprocess", 1, wall=10.0, train=9.0, acc={}),  # 10% overhead
+        ("inprocess", 2): _m("inprocess", 2, wall=6.0, train=9.0, acc={}),  # 25%
+        ("process", 1): _m("process", 1, wall=40.0, train=9.0, acc={}),
+    }
+    text = "\n".join(report(Path("s.yaml"), "cmd", {}, results, None, floor_s=1.0))
+    assert "1 agent(s) 10.0%, met; 2 agent(s) 25.0%, not met" in text
+    # 1 s of imports against 9 s of training in one agent, 4.5 s in each of two
+    assert "at least 1 agent(s) 10.0%; 2 agent(s) 18.2%" in text
+    assert "**6.7x** runs/min" in text  # 2 agents: 40 runs/min against 6
 
 
 def test_scaling_fits_fixed_and_per_run_cost() -> None:
