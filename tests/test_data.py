@@ -28,6 +28,7 @@ from data import DataUnavailable, Split, load_dataset
 from data import fashion as fashion_mod
 from data import gestures as gestures_mod
 from data.cache import resolve_data_dir
+from data.digits import read_digits
 
 REPO = Path(__file__).resolve().parents[1]
 GESTURES_ZIP = REPO.parent / "shared" / "data" / "gestures-dataset.zip"
@@ -85,6 +86,25 @@ def test_digits_images() -> None:
     assert len(ds.valid) == pytest.approx(0.2 * 1797, abs=10)
     assert float(ds.train.x.min()) >= 0.0 and float(ds.train.x.max()) == 1.0
     assert set(ds.valid.y.tolist()) == set(range(10))
+
+
+def test_digits_are_what_sklearn_load_digits_returns() -> None:
+    """We read sklearn's bundled file ourselves (its import is slow): same pixels, same labels,
+    and sklearn itself not imported on the way."""
+    code = (
+        "import sys; from data.digits import read_digits; read_digits(); "
+        "print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+    from sklearn.datasets import load_digits
+
+    images, labels = read_digits()
+    bunch = load_digits()
+    assert np.array_equal(images, bunch.images) and np.array_equal(labels, bunch.target)
+    assert labels.dtype == np.int64 and images.shape == (1797, 8, 8)
 
 
 def test_digits_sequences() -> None:
