@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import os
 import secrets
 import string
@@ -161,16 +160,15 @@ class _Process:
 
 class _InProcess:
     def __init__(self, paths: Paths, store: Store) -> None:
+        from sweepmap.warm import once_per_agent, warm_up_training
+
+        warm_up_training()  # torch and the model code, imported once per agent
         import wandb
 
-        import train  # torch and the model code, imported once per agent
+        import train
         from localsweep import launch
 
-        # Each wandb.init lists every installed distribution for the run's requirements.txt
-        # (~60 ms, most of an in-process init); one agent's environment does not change, so
-        # list it once: every run still gets the same requirements.txt.
-        packages = list(wandb.util.working_set())
-        wandb.util.working_set = lambda: iter(packages)
+        self.settings = once_per_agent()
         self.paths, self.store, self.train, self.wandb = paths, store, train, wandb
         self.launch = launch
 
@@ -184,7 +182,9 @@ class _InProcess:
             "group": p.sweep,
             "tags": [p.sweep, "localsweep"],
             "dir": str(p.wandb_dir),
-            "settings": self.wandb.Settings(sweep_param_path=str(p.params(run.id))),
+            "settings": self.wandb.Settings(
+                sweep_param_path=str(p.params(run.id)), **self.settings
+            ),
         }
 
         def on_epoch(metrics: dict[str, Any]) -> None:
@@ -226,12 +226,9 @@ def main_agent(store_root: Path, sweep: str, mode: str, count: int | None, retry
 def warm_up(mode: str) -> None:
     """What every run needs, imported before the sweep is known (see runner.spawn_agents)."""
     if mode == "inprocess":
-        import wandb  # noqa: F401
+        from sweepmap.warm import warm_up_training
 
-        import train  # noqa: F401  torch, torchmetrics, the models
-
-        # torch.optim imports it at the first optimizer: one more second to overlap.
-        importlib.import_module("torch._dynamo")
+        warm_up_training()
 
 
 def await_sweep() -> str | None:

@@ -172,10 +172,13 @@ def launch(plans: Sequence[AgentPlan], argv: list[str], log_dir: Path | None) ->
 
 def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
     """`wandb.agent(function=...)`: every run of this agent trains in this process."""
+    from sweepmap.warm import warm_up_training
+
+    warm_up_training(service=False)  # torch and the models: once for all runs
     import wandb
     from wandb.agents import pyagent
 
-    import train  # torch, the models and train.load_data's cache: once for all runs
+    import train
     from data import DataUnavailable
     from sweepmap.config import ConfigError
 

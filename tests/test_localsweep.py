@@ -16,7 +16,7 @@ from localsweep.store import Store
 from sweepmap import keys
 
 from .conftest import ROOT, run_py, write_sweep
-from .wandb_offline import inspect_run, offline_run_dir
+from .wandb_offline import inspect_run, offline_run_dir, run_record
 
 
 def point_key(config: dict) -> str:
@@ -83,6 +83,30 @@ def test_two_agents_run_every_point_exactly_once(wandb_env, tmp_path) -> None:
     logged = inspect_run(offline_run_dir(store_dir, runs[0].id))
     assert name in logged["tags"] and logged["config"]["lr"] == runs[0].config["lr"]
     assert logged["summary"][keys.VAL_ACCURACY] == runs[0].summary[keys.VAL_ACCURACY]
+
+
+def test_in_process_runs_record_the_git_state_of_the_agent(wandb_env, tmp_path) -> None:
+    """The agent reads git once, not at every wandb.init: each run must still carry it."""
+    repo = tmp_path / "study"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", "https://example.com/team/study.git"],
+                   check=True)  # fmt: skip
+    sweep = write_sweep(repo / "two.yaml", {"seed": [0, 1], "epochs": 1})
+    subprocess.run([*git, "add", "two.yaml"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "study"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    store_dir = tmp_path / "store"
+    done = run_py(["-m", "localsweep", "run", str(sweep), "--store", str(store_dir)], wandb_env,
+                  cwd=repo)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = Store(store_dir).runs(sweep_name(sweep, load_sweep(sweep)[1]))
+    assert len(runs) == 2
+    for run in runs:
+        git_info = run_record(offline_run_dir(store_dir, run.id))["git"]
+        assert git_info == {"commit": head.strip(),
+                            "remote_url": "https://example.com/team/study.git"}  # fmt: skip
 
 
 def test_sigkill_then_resume_finishes_every_point_once(wandb_env, tmp_path) -> None:

@@ -20,13 +20,25 @@ def offline_run_dir(wandb_root: Path, run_id: str) -> Path:
     return found[-1]
 
 
-def inspect_run(run_dir: Path) -> dict[str, Any]:
+def _leet_inspect(run_dir: Path, *options: str) -> str:
     wandb_cli = Path(sys.executable).with_name("wandb")
     out = subprocess.run(
-        [str(wandb_cli), "leet", "inspect", "--summary", "--json", str(run_dir)],
+        [str(wandb_cli), "leet", "inspect", *options, str(run_dir)],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    return json.loads(out.stdout)
+    return out.stdout
+
+
+def inspect_run(run_dir: Path) -> dict[str, Any]:
+    """Config, summary, state and tags of an offline run."""
+    return json.loads(_leet_inspect(run_dir, "--summary", "--json"))
+
+
+def run_record(run_dir: Path) -> dict[str, Any]:
+    """The run's `run` record (config, git, host, ...): the first record of that type."""
+    lines = _leet_inspect(run_dir, "--json").splitlines()
+    records = (json.loads(line) for line in lines if line.startswith("{"))
+    return next(r["run"] for r in records if r.get("type") == "run")
