@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import resource
@@ -13,23 +14,37 @@ from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# What an in-process agent imports before its first run (localsweep.agent.warm_up), timed in
-# a fresh interpreter: the part of its start-up that no change to this project can remove.
-_WARM_UP = (
-    "import time; t = time.perf_counter(); from localsweep.agent import warm_up; "
-    "warm_up('inprocess'); print(time.perf_counter() - t)"
-)
+# What an in-process agent does before its first run (sweepmap.warm.warm_up_training), timed
+# step by step in a fresh interpreter: the part of its start-up that this project cannot remove.
+_WARM_UP = """
+import json, time
+laps, last = {}, time.perf_counter()
+def lap(step):
+    global last
+    now = time.perf_counter()
+    laps[step], last = now - last, now
+from sweepmap.warm import warm_up_training
+warm_up_training(lap=lap)
+print(json.dumps(laps))
+"""
 
 
-def startup_floor_s(repeats: int = 3) -> float:
-    """Median seconds of those imports (torch, torchmetrics, torch._dynamo, wandb), alone."""
-    times = []
+def startup_floor(env: dict[str, str], repeats: int = 3) -> dict[str, float]:
+    """Seconds of each step of an in-process agent's warm-up (wandb, torch, torchmetrics, the
+    models, torch._dynamo, the rest of wandb's service start), alone, each the median of
+    `repeats` fresh interpreters; `env` keeps wandb offline and contained."""
+    runs: list[dict[str, float]] = []
     for _ in range(repeats):
         out = subprocess.run(
-            [sys.executable, "-c", _WARM_UP], cwd=ROOT, capture_output=True, text=True, check=True
+            [sys.executable, "-c", _WARM_UP],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        times.append(float(out.stdout.split()[-1]))
-    return statistics.median(times)
+        runs.append(json.loads(out.stdout.splitlines()[-1]))
+    return {step: statistics.median(run.get(step, 0.0) for run in runs) for step in runs[0]}
 
 
 def machine_busy_s() -> float:

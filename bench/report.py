@@ -47,7 +47,7 @@ def report(
     facts: dict[str, str],
     results: dict[tuple[str, int], Measurement],
     baseline_runs: int | None,
-    floor_s: float | None = None,
+    floor: dict[str, float] | None = None,
 ) -> list[str]:
     local = max(
         (m for (mode, _), m in results.items() if mode == "inprocess"),
@@ -89,17 +89,21 @@ def report(
         )
         + " (each agent's start-up is a fixed cost: see the scaling section)."
     )
-    if floor_s is not None:
+    if floor:
+        floor_s = sum(floor.values())
+        parts = ", ".join(f"{step} {s:.2f} s" for step, s in floor.items())
         bounds = "; ".join(
             f"{m.agents} agent(s) {floor_s / (floor_s + m.train_s / m.agents):.1%}" for m in shares
         )
         lines.append(
-            f"- Start-up floor: before its first run an in-process agent imports torch, "
-            f"torchmetrics, torch._dynamo and wandb, {floor_s:.1f} s alone on this machine "
-            f"(`bench/facts.py`, median of 3). On this grid that alone is a share of at least "
-            f"{bounds}, whatever else the runner does; the rest of each row's overhead is the "
-            "data, wandb's service, each run's `wandb.init`/`finish` and model set-up, and "
-            "the agents' exit."
+            f"- Start-up floor: before its first run an in-process agent imports wandb, torch, "
+            f"torchmetrics and torch._dynamo and starts wandb's service beside them, "
+            f"{floor_s:.1f} s alone on this machine ({parts}; `bench/facts.py`, medians of 3). "
+            f"On this grid that alone is a share of at least {bounds}, whatever else the "
+            "runner does; the rest of each row's overhead is the data, each run's "
+            "`wandb.init`/`finish` and model set-up, and the agents' exit. Most of "
+            "torchmetrics' import is scipy.signal and matplotlib, which it loads whenever they "
+            "are installed (Lightning-AI/torchmetrics#3457, open)."
         )
     lines += [
         "- wall: the clock around the whole command, from Python start-up to the last agent's "

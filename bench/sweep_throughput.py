@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from bench.facts import children_cpu_s, machine_busy_s, machine_facts, startup_floor_s
+from bench.facts import children_cpu_s, machine_busy_s, machine_facts, startup_floor
 from bench.report import SCALING_AGENTS, old_scaling, report, scaling_section, table
 from localsweep.grid import grid_size, load_sweep, sweep_name
 from localsweep.store import Store
@@ -182,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = args.baseline_runs if mode == "process" else None
         m = results[mode, agents] = measure(args.sweep, mode, agents, runs)
         print(*table([(f"{mode}:{agents}", m)])[2:], flush=True)
-    floor = startup_floor_s()
+    with tempfile.TemporaryDirectory(prefix="sweepmap-floor-") as tmp:
+        floor = startup_floor(bench_env(Path(tmp)))
     lines = report(args.sweep, command, facts, results, args.baseline_runs, floor)
     if args.scaling:
         _, config = load_sweep(args.sweep)

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from bench.facts import startup_floor
 from bench.report import fit_line, max_difference, report, scaling_section
-from bench.sweep_throughput import Measurement, measure, smaller_grids
+from bench.sweep_throughput import Measurement, bench_env, measure, smaller_grids
 from localsweep.grid import grid_size
+from sweepmap.warm import STEPS
 from tests.conftest import write_sweep
 
 
@@ -39,10 +41,11 @@ def test_report_gives_the_targets_and_the_start_up_floor_per_row() -> None:
         ("inprocess", 2): _m("inprocess", 2, wall=6.0, train=9.0, acc={}),  # 25%
         ("process", 1): _m("process", 1, wall=40.0, train=9.0, acc={}),
     }
-    text = "\n".join(report(Path("s.yaml"), "cmd", {}, results, None, floor_s=1.0))
+    text = "\n".join(report(Path("s.yaml"), "cmd", {}, results, None, floor={"a": 0.25, "b": 0.75}))
     assert "1 agent(s) 10.0%, met; 2 agent(s) 25.0%, not met" in text
     # 1 s of imports against 9 s of training in one agent, 4.5 s in each of two
     assert "at least 1 agent(s) 10.0%; 2 agent(s) 18.2%" in text
+    assert "1.0 s alone on this machine (a 0.25 s, b 0.75 s;" in text
     assert "**6.7x** runs/min" in text  # 2 agents: 40 runs/min against 6
 
 
@@ -59,6 +62,13 @@ def test_scaling_fits_fixed_and_per_run_cost() -> None:
     assert "wall ≈ 5.0 s + 1.00 s per run" in text and "wall ≈ 2.5 s + 0.50 s per run" in text
     assert text.count("5.0 agent-s fixed (start-up and exit) + 0.100 agent-s per run") == 2
     assert text.count("15% from about 85 runs and tends to 10%") == 2
+
+
+def test_startup_floor_times_each_step_of_the_real_warm_up(tmp_path: Path) -> None:
+    floor = startup_floor(bench_env(tmp_path), repeats=1)
+    steps = ["wandb", *(step for step, _ in STEPS), "wandb service (the rest of its start)"]
+    assert list(floor) == steps
+    assert all(s >= 0.0 for s in floor.values()) and floor["torch"] > 0.05, floor
 
 
 def test_smaller_grids_halve_the_longest_list() -> None:
