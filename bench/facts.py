@@ -98,8 +98,8 @@ def _memory() -> str:
 def _device() -> str:
     # Ask a child: importing torch here would add seconds to this process for one line.
     code = (
-        "import torch; print('cuda' if torch.cuda.is_available() else "
-        "'mps' if torch.backends.mps.is_available() else 'cpu')"
+        "import torch; print(f'cuda ({torch.cuda.get_device_name(0)})' if "
+        "torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     return out.stdout.strip() or "unknown"

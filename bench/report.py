@@ -13,6 +13,14 @@ SCALING_AGENTS = (1, 2)
 SCALING_BEGIN, SCALING_END = "<!-- scaling:begin -->", "<!-- scaling:end -->"
 
 
+def publish(lines: Sequence[str], out: Path | None) -> None:
+    """Print a report and, with `out`, (re)write it there as markdown."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        out.write_text(text)
+
+
 def max_difference(measurements: Sequence[Measurement]) -> tuple[float, int]:
     """Largest |difference| in final val/accuracy of one grid point across measurements."""
     worst, compared = 0.0, 0
@@ -111,9 +119,9 @@ def report(
         "- overhead share: (agents × wall − Σ train_time) / (agents × wall), i.e. in "
         "agent-seconds, where train_time is each run's training loop (`sweepmap.loop.fit`) "
         "as stored in its summary; torch's one-off import of `torch._dynamo` (which "
-        "torch.optim makes at a process's first optimizer, ~1.2 s) happens before that "
-        "clock starts, so it counts as overhead: once per agent in-process, in every run with "
-        "one process per run.",
+        "torch.optim makes at a process's first optimizer step) happens before that clock "
+        "starts, so it counts as overhead: once per agent in-process, in every run with one "
+        "process per run.",
         f"- Same results both ways: largest difference in final val/accuracy for one grid "
         f"point across all rows: {diff:.1e} ({compared} points compared).",
         "- other work: CPU-seconds the machine spent on processes outside the benchmark "
@@ -124,7 +132,11 @@ def report(
             f"- The process-per-run rows ran only the first {baseline_runs} grid points "
             "(`--baseline-runs`); their runs/min is over those runs."
         )
-    lines += ["", "GPU (bf16 autocast, agents per GPU): not measured: no GPU in this environment."]
+    lines += [
+        "",
+        "Agents per GPU and bf16: `make bench-gpu` (`bench/packing.py`) on a machine with one; "
+        "its figures go to `bench/packing.md`.",
+    ]
     return lines
 
 

@@ -28,7 +28,14 @@ from typing import Any
 import yaml
 
 from bench.facts import children_cpu_s, machine_busy_s, machine_facts, startup_floor
-from bench.report import SCALING_AGENTS, old_scaling, report, scaling_section, table
+from bench.report import (
+    SCALING_AGENTS,
+    old_scaling,
+    publish,
+    report,
+    scaling_section,
+    table,
+)
 from localsweep.grid import grid_size, load_sweep, sweep_name
 from localsweep.store import Store
 from sweepmap import keys
@@ -199,10 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scaling = scaling_section(args.sweep, command, grids)
     else:
         scaling = old_scaling(args.out) if args.out else []
-    text = "\n".join([*lines, *(["", *scaling] if scaling else [])]) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish([*lines, *(["", *scaling] if scaling else [])], args.out)
     return 0
 
 

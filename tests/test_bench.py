@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bench import packing
 from bench.facts import startup_floor
 from bench.report import fit_line, max_difference, report, scaling_section
 from bench.sweep_throughput import Measurement, bench_env, measure, smaller_grids
@@ -101,3 +102,26 @@ def test_one_point_gives_the_same_accuracy_in_process_and_per_process(tmp_path: 
     assert fast.accuracy[point] > 0.5  # it trained
     for m in (fast, slow):
         assert 0.0 < m.train_s < m.wall_s and 0.0 < m.overhead < 1.0
+
+
+def test_packing_measures_each_agent_count_on_the_cpu(tmp_path: Path) -> None:
+    """bench.packing end to end, forced onto the CPU: one row per count, same results."""
+    sweep = write_sweep(
+        tmp_path / "pack.yaml", {"lr": [0.01], "seed": [0, 1], "epochs": 1, "dataset": "digits"}
+    )
+    out = tmp_path / "packing.md"
+    code = packing.main(["--sweep", str(sweep), "--agents", "1,2", "--runs", "2",
+                         "--device", "cpu", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert [r.split("|")[1:4] for r in rows] == [[" 1 ", " no ", " 2 "], [" 2 ", " no ", " 2 "]]
+    assert "| 1.00x |" in rows[0]
+    assert "largest difference in final val/accuracy of one grid point 0.0e+00 (2 points" in text
+
+
+def test_packing_refuses_bf16_without_a_gpu(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        packing.main(["--device", "cpu", "--bf16"])
+    assert exit_info.value.code == 2
+    assert "--bf16: bf16 autocast needs a GPU" in capsys.readouterr().err
