@@ -43,9 +43,13 @@ def test_report_gives_the_targets_and_the_start_up_floor_per_row() -> None:
         ("process", 1): _m("process", 1, wall=40.0, train=9.0, acc={}),
     }
     text = "\n".join(report(Path("s.yaml"), "cmd", {}, results, None, floor={"a": 0.25, "b": 0.75}))
-    assert "1 agent(s) 10.0%, met; 2 agent(s) 25.0%, not met" in text
     # 1 s of imports against 9 s of training in one agent, 4.5 s in each of two
     assert "at least 1 agent(s) 10.0%; 2 agent(s) 18.2%" in text
+    assert (
+        "1 agent(s) 10.0%, met; 2 agent(s) 25.0%, not met, nor can it be here: the start-up "
+        "floor alone is 18.2%" in text
+    )
+    assert "target at least 3x: 1 agent(s) 4.0x, met; 2 agent(s) 6.7x, met." in text
     assert "1.0 s alone on this machine (a 0.25 s, b 0.75 s;" in text
     assert "**6.7x** runs/min" in text  # 2 agents: 40 runs/min against 6
 
