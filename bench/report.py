@@ -59,6 +59,7 @@ def report(
     results: dict[tuple[str, int], Measurement],
     baseline_runs: int | None,
     floor: dict[str, float] | None = None,
+    repeated: dict[tuple[str, int], list[Measurement]] | None = None,
 ) -> list[str]:
     local = max(
         (m for (mode, _), m in results.items() if mode == "inprocess"),
@@ -120,6 +121,19 @@ def report(
         + "; ".join(f"{m.agents} agent(s) {m.overhead:.1%}, {verdict(m)}" for m in shares)
         + " (each agent's start-up is a fixed cost: see the scaling section).",
     ]
+    many = {key: ms for key, ms in (repeated or {}).items() if len(ms) > 1}
+    if many:
+        ranges = "; ".join(
+            f"{agents} agent(s) {min(m.overhead for m in ms):.1%} to "
+            f"{max(m.overhead for m in ms):.1%}"
+            for (_, agents), ms in many.items()
+        )
+        counts = sorted({len(ms) for ms in many.values()})
+        lines.append(
+            f"- The in-process rows are each the median by wall time of "
+            f"{' or '.join(map(str, counts))} measurements, taken in turn; their overhead "
+            f"shares ranged over {ranges}."
+        )
     if floor:
         parts = ", ".join(f"{step} {s:.2f} s" for step, s in floor.items())
         bounds = "; ".join(f"{m.agents} agent(s) {floor_share(m):.1%}" for m in shares)

@@ -10,7 +10,7 @@ import pytest
 from bench import packing
 from bench.facts import startup_floor
 from bench.report import fit_line, max_difference, report, scaling_section
-from bench.sweep_throughput import Measurement, bench_env, measure, smaller_grids
+from bench.sweep_throughput import Measurement, bench_env, measure, median_run, smaller_grids
 from localsweep.grid import grid_size
 from sweepmap.warm import STEPS
 from tests.conftest import write_sweep
@@ -52,6 +52,17 @@ def test_report_gives_the_targets_and_the_start_up_floor_per_row() -> None:
     assert "target at least 3x: 1 agent(s) 4.0x, met; 2 agent(s) 6.7x, met." in text
     assert "1.0 s alone on this machine (a 0.25 s, b 0.75 s;" in text
     assert "**6.7x** runs/min" in text  # 2 agents: 40 runs/min against 6
+
+
+def test_repeated_rows_keep_the_median_and_report_the_range() -> None:
+    runs = [_m("inprocess", 1, wall=w, train=9.0, acc={}) for w in (12.0, 10.0, 10.5)]
+    assert median_run(runs).wall_s == 10.5
+    results = {("inprocess", 1): median_run(runs), ("process", 1): _m("process", 1, 40.0, 9.0, {})}
+    repeated = {("inprocess", 1): runs, ("process", 1): [results[("process", 1)]]}
+    text = "\n".join(report(Path("s.yaml"), "cmd", {}, results, None, None, repeated))
+    # 9 s of training in 12 s is 25% overhead, in 10 s 10%; the median row is 10.5 s, 14.3%
+    assert "| 10.5 |" in text and "14.3%, met" in text
+    assert "median by wall time of 3 measurements" in text and "1 agent(s) 10.0% to 25.0%" in text
 
 
 def test_scaling_fits_fixed_and_per_run_cost() -> None:
