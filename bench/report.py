@@ -130,7 +130,7 @@ def report(
         )
         counts = sorted({len(ms) for ms in many.values()})
         lines.append(
-            f"- The in-process rows are each the median by wall time of "
+            f"- The in-process rows are each the median by overhead share of "
             f"{' or '.join(map(str, counts))} measurements, taken in turn; their overhead "
             f"shares ranged over {ranges}."
         )

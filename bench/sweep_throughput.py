@@ -146,8 +146,12 @@ def _run_all(commands: list[list[str]], env: dict[str, str], tmp: Path) -> None:
 
 
 def median_run(measurements: Sequence[Measurement]) -> Measurement:
-    """The measurement with the median wall time (the upper one of an even count)."""
-    return sorted(measurements, key=lambda m: m.wall_s)[len(measurements) // 2]
+    """The measurement with the median overhead share (the upper one of an even count).
+
+    By share, not wall time: a ratio of the same run's times, it shrugs off the drift in the
+    machine's speed between rounds, which moved the training time of one row by 6% here.
+    """
+    return sorted(measurements, key=lambda m: m.overhead)[len(measurements) // 2]
 
 
 def _point(config: dict[str, Any]) -> str:
@@ -195,8 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--configs needs process:1 (the baseline) and at least one inprocess row")
     facts = machine_facts()
     # The in-process rows are short and take seconds of fixed cost, so one slow start moves
-    # their share by a point: measure them in rounds (drift hits every row alike), keep the
-    # median. The process rows run minutes each; once is enough.
+    # their share by a point: measure them in rounds (drift hits every row alike) and keep
+    # the median. The process rows run minutes each; once is enough.
     repeated: dict[tuple[str, int], list[Measurement]] = {}
     for round_ in range(args.repeats):
         for mode, agents in configs:

@@ -54,15 +54,18 @@ def test_report_gives_the_targets_and_the_start_up_floor_per_row() -> None:
     assert "**6.7x** runs/min" in text  # 2 agents: 40 runs/min against 6
 
 
-def test_repeated_rows_keep_the_median_and_report_the_range() -> None:
-    runs = [_m("inprocess", 1, wall=w, train=9.0, acc={}) for w in (12.0, 10.0, 10.5)]
-    assert median_run(runs).wall_s == 10.5
+def test_repeated_rows_keep_the_median_share_and_report_the_range() -> None:
+    # Shares 30%, 10% and 12.5%: the median share is the 12 s row, the median wall the 11 s one.
+    runs = [
+        _m("inprocess", 1, wall=w, train=t, acc={}) for w, t in ((10, 7), (11, 9.9), (12, 10.5))
+    ]
+    assert median_run(runs).wall_s == 12
     results = {("inprocess", 1): median_run(runs), ("process", 1): _m("process", 1, 40.0, 9.0, {})}
     repeated = {("inprocess", 1): runs, ("process", 1): [results[("process", 1)]]}
     text = "\n".join(report(Path("s.yaml"), "cmd", {}, results, None, None, repeated))
-    # 9 s of training in 12 s is 25% overhead, in 10 s 10%; the median row is 10.5 s, 14.3%
-    assert "| 10.5 |" in text and "14.3%, met" in text
-    assert "median by wall time of 3 measurements" in text and "1 agent(s) 10.0% to 25.0%" in text
+    assert "| 12.0 |" in text and "1 agent(s) 12.5%, met" in text
+    assert "median by overhead share of 3 measurements" in text
+    assert "ranged over 1 agent(s) 10.0% to 30.0%" in text
 
 
 def test_scaling_fits_fixed_and_per_run_cost() -> None:
