@@ -72,6 +72,10 @@ def report(
         if mode == "inprocess"
     ] + [("one process per run", m) for (mode, _), m in results.items() if mode == "process"]
     diff, compared = max_difference(list(results.values()))
+
+    def speedup(m: Measurement) -> float:
+        return m.runs_per_min / base.runs_per_min
+
     lines = [
         "# Sweep throughput",
         "",
@@ -84,7 +88,7 @@ def report(
         "",
         f"- Speed-up of the local runner (inprocess, {local.agents} agent(s)) over one process "
         f"per run with 1 agent, as one `wandb agent` runs a sweep: "
-        f"**{local.runs_per_min / base.runs_per_min:.1f}x** runs/min.",
+        f"**{speedup(local):.1f}x** runs/min.",
     ]
     if ("process", local.agents) in results and local.agents != 1:
         like = results[("process", local.agents)]
@@ -98,9 +102,6 @@ def report(
     def floor_share(m: Measurement) -> float:
         """The share that the start-up floor alone sets: each agent pays it once."""
         return floor_s / (floor_s + m.train_s / m.agents)
-
-    def speedup(m: Measurement) -> float:
-        return m.runs_per_min / base.runs_per_min
 
     def speedup_verdict(m: Measurement) -> str:
         return "met" if speedup(m) >= TARGET_SPEEDUP else "not met"

@@ -30,6 +30,9 @@ STEPS = (
     ("train.py and the models", "train"),
     ("torch._dynamo", "torch._dynamo"),
 )
+# `localsweep agent -` warms up before it knows its sweep, and its in-process runner warms up
+# again when it starts: the second call must cost nothing (no second service thread).
+_warmed = False
 
 
 def preload_wandb() -> None:
@@ -55,8 +58,12 @@ def warm_up_training(service: bool = True, lap: Callable[[str], None] | None = N
 
     `wandb.agent(function=...)` tears the service down before every run, so its agents gain
     nothing from starting one early: they pass service=False. `lap(step)` is called as each
-    step ends, for the benchmark's breakdown of this start-up (bench/facts.py).
+    step ends, for the benchmark's breakdown of this start-up (bench/facts.py). Once it has
+    run in a process, later calls return at once.
     """
+    global _warmed
+    if _warmed:
+        return
     done = lap or (lambda step: None)
     preload_wandb()
     done("wandb")
@@ -67,6 +74,7 @@ def warm_up_training(service: bool = True, lap: Callable[[str], None] | None = N
     if started is not None:
         started.join()
         done("wandb service (the rest of its start)")
+    _warmed = True
 
 
 def once_per_agent() -> dict[str, Any]:
