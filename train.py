@@ -110,7 +110,7 @@ def run_once(
 ) -> tuple[str, dict[str, Any]]:
     """wandb.init, train, finish: returns the run's final state and summary.
 
-    Shared by `main()` (one process per run), `python -m sweepmap.agents --inprocess`
+    Shared by `main()` (one process per run), `python -m agents --inprocess`
     (`wandb.agent(function=...)`, which tears wandb down between runs) and localsweep's
     in-process agent, which keeps wandb's service alive and so passes the run's id, group and
     param file in `init`: wandb reads WANDB_* variables only when it is set up.

@@ -14,7 +14,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# What an in-process agent does before its first run (sweepmap.warm.warm_up_training), timed
+# What an in-process agent does before its first run (agents.warm.warm_up_training), timed
 # step by step in a fresh interpreter: the part of its start-up that this project cannot remove.
 _WARM_UP = """
 import json, time
@@ -23,7 +23,7 @@ def lap(step):
     global last
     now = time.perf_counter()
     laps[step], last = now - last, now
-from sweepmap.warm import warm_up_training
+from agents.warm import warm_up_training
 warm_up_training(lap=lap)
 print(json.dumps(laps))
 """

@@ -131,7 +131,7 @@ class _Process:
     def __init__(self, paths: Paths, config: dict[str, Any]) -> None:
         # launch imports wandb (~0.4 s): here rather than at the top, so that `localsweep run`
         # (which only spawns and watches agents) starts its agents that much sooner.
-        from localsweep import launch
+        from agents import contract as launch
 
         self.paths, self.config, self.launch = paths, config, launch
 
@@ -160,13 +160,13 @@ class _Process:
 
 class _InProcess:
     def __init__(self, paths: Paths, store: Store) -> None:
-        from sweepmap.warm import once_per_agent, warm_up_training
+        from agents.warm import once_per_agent, warm_up_training
 
         warm_up_training()  # torch and the model code, imported once per agent
         import wandb
 
         import train
-        from localsweep import launch
+        from agents import contract as launch
 
         self.settings = once_per_agent()
         self.paths, self.store, self.train, self.wandb = paths, store, train, wandb
@@ -226,7 +226,7 @@ def main_agent(store_root: Path, sweep: str, mode: str, count: int | None, retry
 def warm_up(mode: str) -> None:
     """What every run needs, imported before the sweep is known (see runner.spawn_agents)."""
     if mode == "inprocess":
-        from sweepmap.warm import warm_up_training
+        from agents.warm import warm_up_training
 
         warm_up_training()
 

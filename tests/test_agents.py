@@ -1,7 +1,7 @@
-"""sweepmap.agents: the launch plan, and the agents against the loopback wandb fake.
+"""agents: the launch plan, and the agents against the loopback wandb fake.
 
 The agent tests run the real train.py for one epoch on digits through `python -m
-sweepmap.agents`, in a subprocess with an isolated HOME / WANDB_DIR under tmp_path.
+agents`, in a subprocess with an isolated HOME / WANDB_DIR under tmp_path.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from agents.launcher import AgentPlan, child_argv, plan_agents, resolve_gpus
 from sweepmap import keys
-from sweepmap.agents import AgentPlan, child_argv, plan_agents, resolve_gpus
 from sweepmap.config import Config
 from tests.fakewandb import FakeRun, FakeWandb
 from tests.test_wandb_contract import (
@@ -87,15 +87,15 @@ def test_child_commands() -> None:
         sys.executable, "-m", "wandb", "agent", "--count", "3", "e/p/s",
     ]  # fmt: skip
     assert child_argv("e/p/s", None, True, 1) == [
-        sys.executable, "-m", "sweepmap.agents", "e/p/s", "--inprocess", "--heartbeat", "1",
+        sys.executable, "-m", "agents", "e/p/s", "--inprocess", "--heartbeat", "1",
     ]  # fmt: skip
 
 
 # -- against the fake --------------------------------------------------------------------
 def agents(sweep: SweepOutcome, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m sweepmap.agents ENTITY/PROJECT/ID ARGS`, as a user would start it."""
+    """`python -m agents ENTITY/PROJECT/ID ARGS`, as a user would start it."""
     return subprocess.run(
-        [sys.executable, "-m", "sweepmap.agents", f"{sweep.path}/{sweep.sweep_id}", *args],
+        [sys.executable, "-m", "agents", f"{sweep.path}/{sweep.sweep_id}", *args],
         cwd=Path(sweep.env["WANDB_DIR"]), env=sweep.env, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
@@ -171,7 +171,7 @@ def test_ctrl_c_reaches_inprocess_agents_and_ends_their_runs(tmp_path: Path) -> 
         sweep = create_sweep_cli(fake, tmp_path, parameters, TRAIN, extra_env=train_env(tmp_path))
         argv = ["--gpus", "none", "--inprocess", "--heartbeat", "1"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sweepmap.agents", f"{sweep.path}/{sweep.sweep_id}", *argv],
+            [sys.executable, "-m", "agents", f"{sweep.path}/{sweep.sweep_id}", *argv],
             cwd=tmp_path, env=sweep.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True,
         )  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from wandb.sdk.lib.config_util import save_config_file_from_dict
 
-from localsweep.launch import build_command
+from agents.contract import build_command
 from sweepmap import keys
 from sweepmap.record import read_record
 

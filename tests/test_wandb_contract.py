@@ -31,7 +31,7 @@ from tests.fakewandb import FakeWandb
 VENV_BIN = Path(sys.executable).parent  # the agent runs `python` from PATH: this one first
 TRAIN = ROOT / "train.py"
 WANDB_CLI = [sys.executable, "-m", "wandb"]
-IN_PROCESS = [sys.executable, "-m", "sweepmap.agents"]
+IN_PROCESS = [sys.executable, "-m", "agents"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 API_READER = """\
@@ -140,7 +140,7 @@ def run_sweep_cli(
     """`wandb sweep` a grid over `parameters`, then `wandb agent --count N` it, both real CLIs.
 
     The agent runs with cwd=workdir; `count` defaults to the grid size. With `inprocess` the
-    agent is `python -m sweepmap.agents --inprocess` instead: the same runs in the backend,
+    agent is `python -m agents --inprocess` instead: the same runs in the backend,
     made in one process (a few seconds instead of ~12 s per run). See create_sweep_cli.
     """
     made = create_sweep_cli(

@@ -1,7 +1,7 @@
 """wandb sweep agents: one in this process, or K per GPU on a machine with several.
 
-    python -m sweepmap.agents ENTITY/PROJECT/SWEEP_ID [--count N] [--inprocess]
-    python -m sweepmap.agents ENTITY/PROJECT/SWEEP_ID --gpus auto|none|0,1,3 [--per-gpu K] ...
+    python -m agents ENTITY/PROJECT/SWEEP_ID [--count N] [--inprocess]
+    python -m agents ENTITY/PROJECT/SWEEP_ID --gpus auto|none|0,1,3 [--per-gpu K] ...
 
 Without --gpus/--per-gpu, one agent runs here: `wandb agent`, or with --inprocess
 `wandb.agent(function=...)`, which imports torch and loads the data once for all its runs.
@@ -31,7 +31,7 @@ from typing import IO
 
 from dotenv import load_dotenv
 
-from sweepmap.proc import die_with_parent
+from agents.proc import die_with_parent
 
 # Failed run, bad config (as train.py's exit codes); 128 + signal when interrupted.
 EXIT_FAILED, EXIT_CONFIG = 1, 2
@@ -97,7 +97,7 @@ def child_argv(sweep: str, count: int | None, inprocess: bool, heartbeat: int) -
     counted = ["--count", str(count)] if count is not None else []
     if inprocess:
         beat = ["--heartbeat", str(heartbeat)]
-        return [sys.executable, "-m", "sweepmap.agents", sweep, "--inprocess", *counted, *beat]
+        return [sys.executable, "-m", "agents", sweep, "--inprocess", *counted, *beat]
     return [sys.executable, "-m", "wandb", "agent", *counted, sweep]
 
 
@@ -124,7 +124,7 @@ def launch(plans: Sequence[AgentPlan], argv: list[str], log_dir: Path | None) ->
 
     def forward(signum: int, frame: FrameType | None) -> None:
         # stderr: the main thread may be inside a print to stdout, which is not reentrant.
-        name = f"sweepmap.agents: {signal.Signals(signum).name}"
+        name = f"agents: {signal.Signals(signum).name}"
         print(f"{name}: passed on to the agents (again to escalate)", file=sys.stderr)
         for proc in procs:
             if proc.poll() is None:
@@ -135,12 +135,12 @@ def launch(plans: Sequence[AgentPlan], argv: list[str], log_dir: Path | None) ->
     lock, pumps, logs, command = threading.Lock(), [], [], " ".join(argv)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        print(f"sweepmap.agents: logs in {log_dir}/agent-<i>.log", flush=True)
+        print(f"agents: logs in {log_dir}/agent-<i>.log", flush=True)
     try:
         for plan in plans:
             log = None if log_dir is None else (log_dir / f"agent-{plan.index}.log").open("ab")
             logs += [log] if log else []
-            print(f"sweepmap.agents: {plan.label}, {plan.threads} thread(s): {command}", flush=True)
+            print(f"agents: {plan.label}, {plan.threads} thread(s): {command}", flush=True)
             proc = subprocess.Popen(
                 argv,
                 env=venv_env(os.environ) | plan.env(),
@@ -172,7 +172,7 @@ def launch(plans: Sequence[AgentPlan], argv: list[str], log_dir: Path | None) ->
 
 def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
     """`wandb.agent(function=...)`: every run of this agent trains in this process."""
-    from sweepmap.warm import warm_up_training
+    from agents.warm import warm_up_training
 
     warm_up_training(service=False)  # torch and the models: once for all runs
     import wandb
@@ -198,7 +198,7 @@ def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
             # it toward its "3 failures in 60 s" stop: the agent goes on to the next point.
             bad = isinstance(err, ConfigError)
             what = f"config error: {err}" if bad else str(err)
-            print(f"sweepmap.agents: run {run_id} skipped, no run created: {what}", file=sys.stderr)
+            print(f"agents: run {run_id} skipped, no run created: {what}", file=sys.stderr)
             codes.append(EXIT_CONFIG if bad else EXIT_FAILED)
             return
         codes.append(EXIT_FAILED)  # until it ends well: an exception or a kill leaves this
@@ -227,7 +227,7 @@ def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
         # The function replaces the sweep's program and command: only train.py's sweeps fit.
         program = Path(str(wandb.Api().sweep(sweep).config.get("program", ""))).name
         if program != "train.py":
-            print(f"sweepmap.agents: {sweep}: --inprocess runs train.py, but the sweep's "
+            print(f"agents: {sweep}: --inprocess runs train.py, but the sweep's "
                   f"program is {program or 'not set'}", file=sys.stderr)  # fmt: skip
             return EXIT_CONFIG
         wandb.agent(sweep_id, function=one_run, entity=entity, project=project, count=count)
@@ -235,7 +235,7 @@ def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
         pass
     except Exception as err:  # unknown sweep, no credentials: one line, not a traceback
         first = (str(err).strip().splitlines() or [""])[0]
-        print(f"sweepmap.agents: {sweep}: {type(err).__name__}: {first}", file=sys.stderr)
+        print(f"agents: {sweep}: {type(err).__name__}: {first}", file=sys.stderr)
         return EXIT_FAILED
     return max(codes, default=0)
 
@@ -263,7 +263,7 @@ def _torch_device_count() -> int:
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     raw = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser("python -m sweepmap.agents", None, __doc__, formatter_class=raw)
+    p = argparse.ArgumentParser("python -m agents", None, __doc__, formatter_class=raw)
     p.add_argument("sweep", help="ENTITY/PROJECT/SWEEP_ID, as `wandb agent` takes it")
     p.add_argument("--inprocess", action="store_true", help="train every run in the agent")
     p.add_argument("--count", type=int, help="runs per agent (default: until the sweep ends)")
@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         user_threads = int(os.environ.get("SWEEPMAP_THREADS") or 0) or None
         plans = plan_agents(gpus, args.per_gpu or 1, _cpus(), user_threads)
     except ValueError as err:
-        print(f"sweepmap.agents: {err}", file=sys.stderr)
+        print(f"agents: {err}", file=sys.stderr)
         return EXIT_CONFIG
     argv_child = child_argv(args.sweep, args.count, args.inprocess, args.heartbeat)
     return launch(plans, argv_child, args.log_dir)

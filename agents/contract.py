@@ -17,7 +17,7 @@ from typing import Any
 
 from wandb.sdk.lib.config_util import save_config_file_from_dict
 
-from sweepmap.proc import die_with_parent
+from agents.proc import die_with_parent
 from sweepmap.record import RECORD_ENV
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]

@@ -1,0 +1,5 @@
+import sys
+
+from agents.launcher import main
+
+sys.exit(main())
