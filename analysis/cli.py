@@ -26,7 +26,8 @@ from analysis.report import render_report
 from analysis.stats import anova, describe_best, pivot
 from analysis.table import AnalysisError, Study, axes_of, build_table, check_metrics
 from analysis.wandbsrc import DEFAULT_CACHE, load_wandb
-from localsweep.grid import SweepError, load_sweep
+from localsweep.grid import load_sweep
+from sweepmap.sweepfile import SweepError
 
 DEFAULT_STORE = ".sweepmap"
 

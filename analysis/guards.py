@@ -16,8 +16,8 @@ import pandas as pd
 
 from analysis.labels import fmt_on_axis, fmt_value, levels, short_list
 from analysis.table import FINISHED, UNFINISHED, AnalysisError, Study, config_keys
-from localsweep.grid import varied
 from sweepmap import keys
+from sweepmap.sweepfile import varied
 
 
 class BudgetError(AnalysisError):

@@ -19,8 +19,8 @@ from analysis.figures import draw_heatmap, draw_interaction
 from analysis.guards import Guarded
 from analysis.labels import fmt_number
 from analysis.stats import Anova, best_cell
-from localsweep.grid import question
 from sweepmap import keys
+from sweepmap.sweepfile import question
 
 A4 = (8.27, 11.69)  # inches; 595 x 842 pt
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from localsweep.grid import SweepError, load_sweep, sweep_name, varied
+from localsweep.grid import load_sweep
 from localsweep.store import DB_NAME, Store
 from sweepmap import keys
 from sweepmap.config import Config
+from sweepmap.sweepfile import SweepError, sweep_name, varied
 
 FINISHED = "finished"
 # States that may still turn into a finished run; anything else that is not finished

@@ -17,9 +17,9 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from localsweep.agent import MODES, main_agent
-from localsweep.errors import SweepError
 from localsweep.runner import counts_line, dismiss, release, spawn_agents, watch
 from localsweep.store import Store
+from sweepmap.sweepfile import SweepError
 
 DEFAULT_STORE = Path(".sweepmap")
 
@@ -27,7 +27,8 @@ DEFAULT_STORE = Path(".sweepmap")
 def create(path: Path, store_root: Path) -> tuple[Store, str, int]:
     """(store, sweep name, grid size); the grid is stored, so that agents need no engine."""
     # wandb's engine (~1 s with its scipy.stats) loads here, after `run` has started its agents.
-    from localsweep.grid import all_points, load_sweep, sweep_name
+    from localsweep.grid import all_points, load_sweep
+    from sweepmap.sweepfile import sweep_name
 
     text, config = load_sweep(path)  # before the store exists: a bad file leaves nothing behind
     store = Store(store_root)

@@ -16,9 +16,10 @@ import pytest
 
 from analysis.cli import main
 from analysis.table import AnalysisError, build_table
-from localsweep.grid import load_sweep, sweep_name
+from localsweep.grid import load_sweep
 from localsweep.store import Store
 from sweepmap import keys
+from sweepmap.sweepfile import sweep_name
 
 YAML = Path(__file__).resolve().parents[1] / "sweeps" / "lr_optimizer.yaml"
 

@@ -11,9 +11,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from localsweep.grid import all_points, load_sweep, sweep_name
+from localsweep.grid import all_points, load_sweep
 from localsweep.store import Store
 from sweepmap import keys
+from sweepmap.sweepfile import sweep_name
 
 from .conftest import ROOT, run_py, write_sweep
 from .wandb_offline import inspect_run, offline_run_dir, run_record

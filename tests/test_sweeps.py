@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from localsweep.grid import SweepError, all_points, check_sweep, load_sweep, sweeps, varied
+from localsweep.grid import all_points, check_sweep, load_sweep, sweeps
 from sweepmap import keys
 from sweepmap.config import Config
+from sweepmap.sweepfile import SweepError, varied
 
 from .conftest import ROOT
 
