@@ -45,7 +45,7 @@ def train(cfg: Config, run: Any, on_epoch: EpochFn | None = None) -> FitResult:
     start = time.perf_counter()
     device = pick_device(cfg)
     threads = set_threads(cfg)
-    data = load_data(cfg.dataset, cfg.split_seed, cfg.model != "cnn", str(device))
+    data = load_data(cfg.dataset, cfg.split_seed, cfg.as_sequence, str(device))
     generator = seed_everything(cfg.seed)
     model = build_model(cfg, data.info).to(device)
     n_params = count_parameters(model)
@@ -138,7 +138,7 @@ def prepare(values: Mapping[str, Any]) -> Config:
     """
     cfg = Config.from_mapping(values)
     device = pick_device(cfg)
-    load_data(cfg.dataset, cfg.split_seed, cfg.model != "cnn", str(device))
+    load_data(cfg.dataset, cfg.split_seed, cfg.as_sequence, str(device))
     return cfg
 
 

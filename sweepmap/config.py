@@ -15,13 +15,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DATASETS = ("digits", "gestures", "fashion")
-MODELS = ("cnn", "lstm", "gru")
+# The input layout each model reads: images (B, C, H, W), or zero-padded sequences (B, T, F)
+# with their lengths. The one place that says so: the data are loaded in this layout.
+INPUT_LAYOUT = {"cnn": "image", "lstm": "sequence", "gru": "sequence"}
+MODELS = tuple(INPUT_LAYOUT)
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("none", "cosine", "step")
 POOLING = ("max", "avg", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# Which models can read which dataset: gestures are variable-length sequences only.
-MODELS_FOR = {"digits": MODELS, "gestures": ("lstm", "gru"), "fashion": MODELS}
+# The layouts each dataset can be read in: images can be read row by row as sequences;
+# gestures are variable-length sequences only.
+LAYOUTS_OF = {
+    "digits": ("image", "sequence"),
+    "gestures": ("sequence",),
+    "fashion": ("image", "sequence"),
+}
+MODELS_FOR = {
+    name: tuple(m for m, layout in INPUT_LAYOUT.items() if layout in layouts)
+    for name, layouts in LAYOUTS_OF.items()
+}
 
 
 class ConfigError(ValueError):
@@ -120,6 +132,11 @@ class Config:
             )
         if self.bf16 and self.device in ("cpu", "mps"):
             raise ConfigError(f"bf16=True: needs device cuda or auto, not {self.device}")
+
+    @property
+    def as_sequence(self) -> bool:
+        """Whether the model reads sequences (the data are loaded so)."""
+        return INPUT_LAYOUT[self.model] == "sequence"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

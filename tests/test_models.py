@@ -279,3 +279,17 @@ def test_models_fit_a_tiny_batch(name: str) -> None:
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_every_model_has_one_input_layout_and_reads_it() -> None:
+    """The config's layout table decides how the data are loaded: a model missing from it, or
+    one that reads another layout than the table says, would silently get the wrong tensors."""
+    from sweepmap.config import INPUT_LAYOUT
+
+    assert set(MODELS) == set(INPUT_LAYOUT)
+    for name, layout in INPUT_LAYOUT.items():
+        cfg = Config(model=name)
+        assert cfg.as_sequence == (layout == "sequence")
+        wrong = DIGITS if layout == "sequence" else GESTURES
+        with pytest.raises(ValueError, match="needs"):
+            build_model(cfg, wrong)
