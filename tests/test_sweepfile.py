@@ -47,7 +47,7 @@ def test_levels_and_size_are_the_engines() -> None:
 
 def test_scans_have_no_grid_axes_to_name() -> None:
     scan = {"parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1}}}
-    with pytest.raises(SweepError, match="parameters.lr: log_uniform_values is not a grid"):
+    with pytest.raises(SweepError, match=r"parameters\.lr: log_uniform_values is not a grid"):
         axes(scan)
     assert varied(scan) == []
 
