@@ -1,33 +1,31 @@
 """`python -m analysis heatmap|report`: load, check, draw, then write everything at once.
 
 Every input is checked and every figure drawn before the first file is written, and the
-files go to a temporary folder first: a refused analysis leaves nothing half-written.
+files go to a temporary folder first: a refused analysis leaves nothing half-written. Each
+call writes its own folder (one per sweep, command and axes) with a manifest of its files.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from analysis.figures import heatmap_figure, interaction_figure
+from analysis.design import axes_of, choose_metrics
+from analysis.figures import heatmap_figure, interaction_figure, legend_lines
 from analysis.guards import Guarded, apply_guards
 from analysis.labels import slug
+from analysis.output import default_folder, write_outputs
+from analysis.reading import MetricResult, analyse, finding
 from analysis.report import render_report
-from analysis.stats import anova, describe_best, pivot
-from analysis.table import AnalysisError, Study, axes_of, build_table, check_metrics
+from analysis.table import AnalysisError, Study, build_table
 from analysis.wandbsrc import DEFAULT_CACHE, load_wandb
-from localsweep.grid import load_sweep
-from sweepmap.sweepfile import SweepError
+from sweepmap.sweepfile import SweepError, read_sweep
 
 DEFAULT_STORE = ".sweepmap"
 
@@ -62,11 +60,20 @@ def parser() -> argparse.ArgumentParser:
             "--metric",
             action="append",
             metavar="M",
-            help="summary metric (repeatable); default best/val/accuracy, val/accuracy, val/loss",
+            help="summary metric (repeatable); default: the sweep's metric, then "
+            "best/val/accuracy, val/accuracy, val/loss",
         )
         s.add_argument("--x", help="parameter on the x axis (default: first varied, not seed)")
         s.add_argument("--y", help="parameter on the y axis (default: second varied)")
-        s.add_argument("--out", metavar="DIR", help="output folder (default reports/<sweep>/)")
+        s.add_argument(
+            "--out",
+            metavar="DIR",
+            help="output folder (default reports/<sweep>/<command>_<x>_<y>/)",
+        )
+        if name == "report":
+            notes = s.add_mutually_exclusive_group()
+            notes.add_argument("--note", metavar="TEXT", help="your reading, in the free space")
+            notes.add_argument("--note-file", metavar="FILE", help="the note from a text file")
         s.add_argument(
             "--allow-mixed-budgets",
             action="store_true",
@@ -82,7 +89,7 @@ def load_study(args: argparse.Namespace) -> Study:
         study = load_wandb(args.wandb, args.cache_dir, refresh=args.refresh)
         if args.yaml:  # the file keeps the comments (the question) that the server drops
             try:
-                text, _ = load_sweep(args.yaml)
+                text, _ = read_sweep(args.yaml)
             except SweepError as err:
                 raise AnalysisError(str(err)) from None
             study = Study(
@@ -109,66 +116,81 @@ def reproduce(args: argparse.Namespace, study: Study) -> str:
             cmd += ["--sweep", study.name]
     for metric in args.metric or []:
         cmd += ["--metric", metric]
-    for flag in ("x", "y", "out"):
-        if getattr(args, flag):
-            cmd += [f"--{flag}", getattr(args, flag)]
+    for flag in ("x", "y", "out", "note_file"):
+        if getattr(args, flag, None):
+            cmd += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
+    if getattr(args, "note", None):
+        cmd += ["--note", "..."]  # the note is on the page; the command stays short
     if args.allow_mixed_budgets:
         cmd.append("--allow-mixed-budgets")
     return runs + shlex.join(cmd)
 
 
-def _write(out: Path, figures: dict[str, Figure], tables: dict[str, str]) -> list[Path]:
-    """Everything into a temporary folder beside `out`, then moved in: all or nothing."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
-    try:
-        for name, fig in figures.items():
-            fig.savefig(tmp / name, dpi=150)
-        for name, text in tables.items():
-            (tmp / name).write_text(text)
-        paths = []
-        for name in [*figures, *tables]:
-            os.replace(tmp / name, out / name)
-            paths.append(out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for fig in figures.values():
-            plt.close(fig)
-    return paths
+def _note(args: argparse.Namespace) -> str | None:
+    if getattr(args, "note_file", None):
+        try:
+            return Path(args.note_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise AnalysisError(f"--note-file {args.note_file}: cannot read ({err})") from None
+    return getattr(args, "note", None)
+
+
+def _print(g: Guarded, results: list[MetricResult]) -> None:
+    for note in g.notes:
+        print(note)
+    for r in results:
+        print(f"finding ({r.metric}, goal {r.goal}): {finding(g, r)}")
+        print("\n".join(legend_lines(g, r)[1:]))
+        print("two-way ANOVA of " + "\n".join(r.anova.lines()))
+        if r.scale.text:
+            print(r.scale.text)
 
 
 def run(args: argparse.Namespace) -> list[Path]:
     study = load_study(args)
     x, y = axes_of(study, args.x, args.y)
-    metrics = check_metrics(study, args.metric)
     g: Guarded = apply_guards(study, x, y, allow_mixed_budgets=args.allow_mixed_budgets)
-    out = Path(args.out) if args.out else Path("reports") / study.name
-    for note in g.notes:
-        print(note)
-    cells = {m: pivot(g, m) for m in metrics}
-    results = {m: anova(g, m, cells[m]) for m in metrics}
-    for m in metrics:
-        print(describe_best(g, cells[m], m))
-        print("\n".join(results[m].lines()))
+    metrics, metric_notes = choose_metrics(study, args.metric)
+    g.notes.extend(metric_notes)
+    note = _note(args)
+    results = [analyse(g, m) for m in metrics]
+    out = Path(args.out) if args.out else default_folder(study.name, args.command, x, y)
     figures: dict[str, Figure] = {}
     tables: dict[str, str] = {}
+    what: dict[str, str] = {}
+    for r in results:
+        name = f"pivot_{slug(r.metric)}.csv"
+        tables[name] = r.cells.to_csv(index=False)
+        what[name] = f"{r.metric} per cell: mean, std, n, 95% CI (t), points without a result"
     if args.command == "heatmap":
-        for m in metrics:
-            heat, inter = heatmap_figure(g, cells[m], m), interaction_figure(g, cells[m], m)
+        for r in results:
+            heat, inter = heatmap_figure(g, r), interaction_figure(g, r)
             for ext in ("png", "svg"):
-                figures[f"heatmap_{slug(m)}.{ext}"] = heat
-                figures[f"interaction_{slug(m)}.{ext}"] = inter
-            tables[f"pivot_{slug(m)}.csv"] = cells[m].to_csv(index=False)
-            table = results[m].table
-            if table is not None:
-                tables[f"anova_{slug(m)}.csv"] = table.to_csv(index_label="term")
+                figures[f"heatmap_{slug(r.metric)}.{ext}"] = heat
+                figures[f"interaction_{slug(r.metric)}.{ext}"] = inter
+                what[f"heatmap_{slug(r.metric)}.{ext}"] = f"heatmap of {r.metric}"
+                what[f"interaction_{slug(r.metric)}.{ext}"] = f"interaction plot of {r.metric}"
+            if r.anova.table is not None:
+                name = f"anova_{slug(r.metric)}.csv"
+                tables[name] = r.anova.table.to_csv(index_label="role")
+                what[name] = f"two-way ANOVA of {r.metric}"
     else:
-        page = render_report(g, metrics, cells, results[metrics[0]], reproduce(args, study))
-        for m in metrics:
-            tables[f"pivot_{slug(m)}.csv"] = cells[m].to_csv(index=False)
+        page = render_report(g, results, reproduce(args, study), note)
         figures["report.png"] = page
         figures["report.pdf"] = page  # last: the report command prints its path last
-    paths = _write(out, figures, tables)
+        what["report.png"] = what["report.pdf"] = "the one-page A4 report"
+    _print(g, results)
+    info: dict[str, Any] = {
+        "command": args.command,
+        "sweep": study.name,
+        "source": study.origin,
+        "x": x,
+        "y": y,
+        "metrics": metrics,
+        "progress": g.progress.line(),
+        "reproduce": reproduce(args, study),
+    }
+    paths = write_outputs(out, figures, tables, what, info)
     if args.command == "report":
         paths.sort(key=lambda p: p.suffix == ".pdf")
     return paths

@@ -2,7 +2,10 @@
 
 Colour: brighter is better, always. viridis runs dark purple -> bright yellow, so a metric
 to maximise uses "viridis" and one to minimise (a loss) "viridis_r"; the eye goes to the
-bright cell either way. The best cell gets a red outline; empty cells are hatched grey.
+bright cell either way. The range is robust (see `reading.colour_range`): cells past it are
+drawn at its end colour and marked. The best cell has a star, and every cell tied with it
+(Tukey HSD) a red outline: one box alone would claim more than the seeds allow. Empty cells
+are hatched grey.
 """
 
 from __future__ import annotations
@@ -18,63 +21,85 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from analysis.design import bounds
 from analysis.guards import Guarded
-from analysis.labels import fmt_levels, fmt_number, is_number
-from analysis.stats import best_cell
-from sweepmap import keys
+from analysis.labels import fmt_levels, is_number
+from analysis.reading import MetricResult
+from analysis.stats import CI_LEVEL
 
-BEST_COLOUR = "tab:red"
-ERROR_BARS = "±1 std over seeds"
-
-
-def cmap_for(metric: str) -> str:
-    return "viridis" if keys.goal_of(metric) == "max" else "viridis_r"
+TIE_COLOUR = "tab:red"
+STATS = ("mean", "std", "n", "ci_lo", "ci_hi")  # the pivot's columns besides x, y, statuses
 
 
-def _cell_text(row: pd.Series, with_spread: bool) -> str:
-    """mean / ± std / n=k, and what went wrong in the cell, if anything."""
+def cmap_for(goal: str) -> str:
+    return "viridis" if goal == "max" else "viridis_r"
+
+
+def ci_words(metric: str, short: bool = False) -> str:
+    """'95% CI of the mean (t, n-1), clipped to [0, 1]': what the brackets and bars are."""
+    low, high = bounds(metric)
+    clip = ""
+    if math.isfinite(low) or math.isfinite(high):
+        clip = f", clipped to [{low:g}, {high:g}]".replace("inf", "∞")
+    return f"{CI_LEVEL:.0%} CI{'' if short else ' of the mean'} (t, n-1){clip}"
+
+
+def status_columns(g: Guarded, cells: pd.DataFrame) -> list[str]:
+    """The pivot's per-status counts of points without a finished run (failed, ...)."""
+    return [c for c in cells.columns if c not in (g.x, g.y, *STATS)]
+
+
+def _cell_text(
+    row: pd.Series, r: MetricResult, cell: tuple[object, object], ci: bool, status: list[str]
+) -> str:
+    """mean (★ best, ▼/▲ past the colour range) / [CI] / n=k / points without a result."""
     lines = []
     if row["n"] > 0:
-        lines.append(fmt_number(row["mean"]))
-        if with_spread and not math.isnan(row["std"]):
-            lines.append(f"±{fmt_number(row['std'])}")
+        star = "★" if cell == r.ties.best else ""
+        mark = r.colour.mark if cell in r.colour.clipped else ""
+        lines.append(f"{star}{r.fmt(row['mean'])}{mark}")
+        if ci and not math.isnan(row["ci_lo"]):
+            lines.append(f"[{r.fmt(row['ci_lo'])}, {r.fmt(row['ci_hi'])}]")
     # A row of a mixed frame comes back as floats: counts are printed as ints.
     lines.append(f"n={int(row['n'])}")
-    if row["failed"]:
-        lines.append(f"{int(row['failed'])} failed")
-    if row["unfinished"]:
-        lines.append(f"{int(row['unfinished'])} running")
+    lines += [f"{int(row[s])} {s}" for s in status if row[s] > 0]
     return "\n".join(lines)
 
 
 def draw_heatmap(
     ax: Axes,
     g: Guarded,
-    cells: pd.DataFrame,
-    metric: str,
+    r: MetricResult,
     fontsize: float = 8.0,
     with_spread: bool = True,
     colorbar: bool = True,
 ) -> None:
     # Numeric y ascends upwards like any plot axis; categories read top-down in file order.
     y_rows = list(reversed(g.y_levels)) if all(map(is_number, g.y_levels)) else list(g.y_levels)
-    by_cell = cells.set_index([g.x, g.y])
+    by_cell = r.cells.set_index([g.x, g.y])
+    status = status_columns(g, r.cells)
     mean = np.array([[by_cell.loc[(a, b), "mean"] for a in g.x_levels] for b in y_rows], float)
     text = np.array(
-        [[_cell_text(by_cell.loc[(a, b)], with_spread) for a in g.x_levels] for b in y_rows]
+        [
+            [_cell_text(by_cell.loc[(a, b)], r, (a, b), with_spread, status) for a in g.x_levels]
+            for b in y_rows
+        ]
     )
-    goal = "higher" if keys.goal_of(metric) == "max" else "lower"
+    goal = "higher" if r.goal == "max" else "lower"
+    extend = ("min" if r.goal == "max" else "max") if r.colour.clipped else "neither"
     sns.heatmap(
         pd.DataFrame(mean),
         ax=ax,
-        cmap=cmap_for(metric),
+        cmap=cmap_for(r.goal),
+        vmin=r.colour.vmin,
+        vmax=r.colour.vmax,
         annot=text,
         fmt="",
         annot_kws={"fontsize": fontsize},
         linewidths=0.5,
         linecolor="white",
         cbar=colorbar,
-        cbar_kws={"label": f"mean over seeds ({goal} is better, brighter)"} if colorbar else None,
+        cbar_kws={"label": f"cell mean ({goal} is better)", "extend": extend} if colorbar else None,
         xticklabels=fmt_levels(g.x_levels),
         yticklabels=[g.label(g.y, v) for v in y_rows],
     )
@@ -106,7 +131,7 @@ def draw_heatmap(
                 ax.text(
                     j + 0.5,
                     i + 0.5,
-                    _cell_text(row, with_spread),
+                    text[i, j],
                     ha="center",
                     va="center",
                     fontsize=cell_font,
@@ -114,24 +139,24 @@ def draw_heatmap(
                     zorder=3,
                     bbox={"facecolor": "0.93", "edgecolor": "none", "pad": 1},
                 )
-    best = best_cell(cells, metric)
-    if best is not None:
-        j, i = g.x_levels.index(best[g.x]), y_rows.index(best[g.y])
+    for a, b in r.ties.tied:
+        j, i = g.x_levels.index(a), y_rows.index(b)
         ax.add_patch(
             Rectangle(
-                (j + 0.03, i + 0.03),
-                0.94,
-                0.94,
+                (j + 0.04, i + 0.04),
+                0.92,
+                0.92,
                 fill=False,
-                edgecolor=BEST_COLOUR,
-                linewidth=2.5,
+                edgecolor=TIE_COLOUR,
+                linewidth=2.0 if len(r.ties.tied) > 1 else 2.5,
                 zorder=4,
             )
         )
     ax.set_xlabel(g.x, fontsize=fontsize + 1)
     ax.set_ylabel(g.y, fontsize=fontsize + 1)
     ax.tick_params(labelsize=fontsize, rotation=0)
-    ax.set_title(f"{metric} (red box: best mean)", fontsize=fontsize + 2)
+    tie = "red: tied with ★ (Tukey HSD)" if r.ties.tested else "★ best (untested)"
+    ax.set_title(f"{r.metric} ({tie})", fontsize=fontsize + 1.5)
 
 
 def _fit(ax: Axes, text: np.ndarray, nx: int, ny: int) -> float:
@@ -149,13 +174,12 @@ def _fit(ax: Axes, text: np.ndarray, nx: int, ny: int) -> float:
 def draw_interaction(
     ax: Axes,
     g: Guarded,
-    cells: pd.DataFrame,
-    metric: str,
+    r: MetricResult,
     fontsize: float = 8.0,
     legend_below: bool = False,
     title: str | None = None,
 ) -> None:
-    """Metric against x at even (categorical) positions, one line per y, error bars = std.
+    """Metric against x at even (categorical) positions, one line per y, bars = clipped CI.
 
     The legend sits outside the axes (right, or below on a narrow page column) so that it
     never hides a line.
@@ -163,13 +187,17 @@ def draw_interaction(
     positions = np.arange(len(g.x_levels))
     width = 0.25  # lines are nudged apart within this band so their error bars do not overlap
     offsets = np.linspace(-width / 2, width / 2, len(g.y_levels)) if len(g.y_levels) > 1 else [0.0]
-    by_cell = cells.set_index([g.x, g.y])
+    by_cell = r.cells.set_index([g.x, g.y])
     for b, offset in zip(g.y_levels, offsets, strict=True):
         rows = [by_cell.loc[(a, b)] for a in g.x_levels]
+        means = np.array([row["mean"] for row in rows], float)
+        # Asymmetric where clipped: a CI of accuracy stops at 1, its lower arm does not.
+        low = np.nan_to_num(means - np.array([row["ci_lo"] for row in rows], float))
+        high = np.nan_to_num(np.array([row["ci_hi"] for row in rows], float) - means)
         ax.errorbar(
             positions + offset,
-            [r["mean"] for r in rows],
-            yerr=[0.0 if math.isnan(r["std"]) else r["std"] for r in rows],
+            means,
+            yerr=np.vstack([low, high]),
             marker="o",
             markersize=4,
             capsize=2.5,
@@ -178,9 +206,9 @@ def draw_interaction(
         )
     ax.set_xticks(positions, fmt_levels(g.x_levels))
     ax.set_xlim(-0.5, len(g.x_levels) - 0.5)  # room for the nudged outer points
-    goal = "higher" if keys.goal_of(metric) == "max" else "lower"
+    goal = "higher" if r.goal == "max" else "lower"
     ax.set_xlabel(g.x, fontsize=fontsize + 1)
-    ax.set_ylabel(f"{metric} ({goal} is better)", fontsize=fontsize + 1)
+    ax.set_ylabel(f"{r.metric} ({goal} is better)", fontsize=fontsize + 1)
     ax.tick_params(labelsize=fontsize)
     ax.grid(alpha=0.3)
     where = (
@@ -189,37 +217,46 @@ def draw_interaction(
         else {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}
     )
     ax.legend(
-        title=f"{g.y} (bars: {ERROR_BARS})",
+        title=f"{g.y}; bars: {ci_words(r.metric, short=True)}",
         fontsize=fontsize,
         title_fontsize=fontsize,
         frameon=False,
         **where,
     )
-    ax.set_title(title or f"interaction: {metric} vs {g.x} by {g.y}", fontsize=fontsize + 2)
+    ax.set_title(title or f"interaction: {r.metric} vs {g.x} by {g.y}", fontsize=fontsize + 2)
 
 
 def _notes_text(notes: list[str], width: int) -> str:
     return "\n".join(textwrap.fill(n, width, subsequent_indent="    ") for n in notes)
 
 
-def heatmap_figure(g: Guarded, cells: pd.DataFrame, metric: str) -> Figure:
-    """A standalone heatmap with the guard results underneath."""
+def legend_lines(g: Guarded, r: MetricResult) -> list[str]:
+    """What a heatmap's marks mean, for this metric."""
+    return [
+        f"cells: mean, [{ci_words(r.metric)}], n = {g.n_counts}; hatched = no finished run",
+        r.colour.how,
+        f"★ best mean; red outline: tied with it ({r.ties.family})",
+    ]
+
+
+def heatmap_figure(g: Guarded, r: MetricResult) -> Figure:
+    """A standalone heatmap with its legend and the guard results underneath."""
     nx, ny = len(g.x_levels), len(g.y_levels)
     width = max(6.5, 1.25 * nx + 2.5)
-    notes = _notes_text(g.notes, int(width * 13))
+    notes = _notes_text([*legend_lines(g, r), *g.notes], int(width * 13))
     note_h = 0.13 * (notes.count("\n") + 1) + 0.15
     height = max(3.0, 0.75 * ny + 1.6) + note_h
     fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes(
         (1.2 / width, (note_h + 0.7) / height, 1 - 2.7 / width, 1 - (note_h + 1.2) / height)
     )
-    draw_heatmap(ax, g, cells, metric, fontsize=8)
+    draw_heatmap(ax, g, r, fontsize=8)
     fig.suptitle(g.study.name, fontsize=10, y=1 - 0.15 / height, va="top")
     fig.text(0.02, 0.1 / height, notes, fontsize=7, va="bottom", family="monospace")
     return fig
 
 
-def interaction_figure(g: Guarded, cells: pd.DataFrame, metric: str) -> Figure:
+def interaction_figure(g: Guarded, r: MetricResult) -> Figure:
     fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
-    draw_interaction(ax, g, cells, metric, fontsize=9)
+    draw_interaction(ax, g, r, fontsize=9)
     return fig

@@ -2,8 +2,9 @@
 
 The rules (GUIDE section 5): only finished runs; one training budget (same `epochs`, every
 run completed them, so no early-stopped run sits beside a full one); a repeated point counts
-once; failed and missing cells stay visible. Each check leaves a line in `notes`, which the
-text output and every figure show.
+once; failed, interrupted and never-started points stay visible in their cells, with the
+failures' reasons. Each check leaves a line in `notes`, which the text output and every figure
+show; a line that starts with WARNING is one a reader must not miss.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.labels import fmt_on_axis, fmt_value, levels, short_list
-from analysis.table import FINISHED, UNFINISHED, AnalysisError, Study, config_keys
+from analysis.counts import NOT_STARTED, STATE_ORDER, Progress, progress, refuse_without_finished
+from analysis.design import axis_levels, study_axes, varied_axes
+from analysis.labels import fmt_on_axis, fmt_value, short_list
+from analysis.table import FINISHED, AnalysisError, Study, config_keys
 from sweepmap import keys
-from sweepmap.sweepfile import varied
 
 
 class BudgetError(AnalysisError):
@@ -34,10 +36,14 @@ class Guarded:
     x_levels: list[Any]
     y_levels: list[Any]
     runs: pd.DataFrame  # finished, deduplicated, one budget: every row counts
-    cells: pd.DataFrame  # per (x, y) cell: failed and unfinished grid points, no finished run
-    counts: dict[str, int]  # runs per state, before any guard
+    cells: pd.DataFrame  # per (x, y) cell: grid points without a finished run, per status
+    progress: Progress  # every grid point's status, before any guard
+    n_counts: str  # what n in a cell counts: "seeds", or the seeds and a pooled factor
     notes: list[str] = field(default_factory=list)  # "OK ..." or "WARNING ..." lines
     dropped: dict[str, list[str]] = field(default_factory=dict)  # reason -> run ids
+
+    def goal(self, metric: str) -> str:
+        return self.study.goal(metric)
 
     def label(self, axis: str, value: Any) -> str:
         """A level as its axis writes it (1e-2 on an axis of 1e-4 .. 1e-1)."""
@@ -54,13 +60,16 @@ def point_keys(study: Study) -> list[str]:
 
 
 def apply_guards(study: Study, x: str, y: str, allow_mixed_budgets: bool = False) -> Guarded:
+    """The runs one heatmap may count; refuses a sweep with no finished run (AnalysisError)."""
     table = study.table
-    counts = dict(Counter(table["state"]))
     notes: list[str] = []
     dropped: dict[str, list[str]] = {}
-    total = len(table)
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    notes.append(f"OK {total} runs: {summary or 'none'}; only finished runs are counted")
+    done = progress(study)
+    refuse_without_finished(study, done)
+    short = done.finished < done.total or done.off_grid
+    notes.append(f"{'WARNING' if short else 'OK'} {done.line()}; only finished runs are counted")
+    x_levels, y_levels = axis_levels(study, x), axis_levels(study, y)
+    notes += _failure_lines(done, x, y, x_levels, y_levels)
 
     finished = table[table["state"] == FINISHED]
     finished = _budget(finished, x, y, allow_mixed_budgets, notes, dropped)
@@ -78,16 +87,7 @@ def apply_guards(study: Study, x: str, y: str, allow_mixed_budgets: bool = False
         notes.append("OK no duplicate runs")
     runs = finished[~dup].reset_index(drop=True)
 
-    x_levels = levels(x, study.sweep_config, table[x])
-    y_levels = levels(y, study.sweep_config, table[y])
-    cells = _failures(table, runs, key, x, y, x_levels, y_levels)
-    failed, unfinished = int(cells["failed"].sum()), int(cells["unfinished"].sum())
-    if failed or unfinished:
-        parts = [f"{failed} failed"] * bool(failed) + [f"{unfinished} running"] * bool(unfinished)
-        notes.append(
-            f"WARNING {failed + unfinished} grid point(s) without a finished run "
-            f"({', '.join(parts)}); counted in their cells"
-        )
+    cells = _open_points(done, x, y, x_levels, y_levels)
     have = {(a, b) for a, b in zip(runs[x], runs[y], strict=True)}
     empty = [
         f"{x}={fmt_on_axis(a, x_levels)}/{y}={fmt_on_axis(b, y_levels)}"
@@ -104,10 +104,45 @@ def apply_guards(study: Study, x: str, y: str, allow_mixed_budgets: bool = False
             f"WARNING sweep has early_terminate ({kind}): a stopped run is a smaller budget; "
             f"the epochs check catches it"
         )
-    pooled = [p for p in varied(study.sweep_config) if p not in (x, y, "seed")]
+    n_counts = _replicates(study, x, y, notes)
+    return Guarded(study, x, y, x_levels, y_levels, runs, cells, done, n_counts, notes, dropped)
+
+
+def _replicates(study: Study, x: str, y: str, notes: list[str]) -> str:
+    """What n counts in a cell, and a WARNING when it is not seeds alone."""
+    sizes = {a.name: len(a.levels) for a in study_axes(study)}
+    pooled = [p for p in varied_axes(study) if p not in (x, y, "seed")]
+    seeds = sizes.get("seed", 1) > 1
     if pooled:
-        notes.append(f"WARNING {', '.join(pooled)} also varied: pooled with the seeds in each cell")
-    return Guarded(study, x, y, x_levels, y_levels, runs, cells, counts, notes, dropped)
+        what = " x ".join(f"{p} ({sizes[p]})" for p in pooled)
+        notes.append(
+            f"WARNING {', '.join(pooled)} also varied: pooled in each cell, so n counts runs "
+            f"over {'seeds x ' if seeds else ''}{what}, and the spread is partly theirs"
+        )
+        return f"runs over {'seeds x ' if seeds else ''}{' x '.join(pooled)}"
+    if not seeds:
+        notes.append(
+            "WARNING no seed axis: one run per cell, so no spread, no CI, no ANOVA and no "
+            "tie test; add seed: {values: [0, 1, 2]}"
+        )
+        return "runs (no seed axis)"
+    return "seeds"
+
+
+def _failure_lines(
+    done: Progress, x: str, y: str, x_levels: list[Any], y_levels: list[Any]
+) -> list[str]:
+    """Per status and reason: how many points, in which cells, and one log to read."""
+    out = []
+    for r in done.failures().itertuples():
+        cells = Counter(
+            f"{x}={fmt_on_axis(a, x_levels)}/{y}={fmt_on_axis(b, y_levels)}"
+            for a, b in zip(r.points[x], r.points[y], strict=True)
+        )
+        where = short_list([f"{c} x{n}" if n > 1 else c for c, n in cells.items()], 3)
+        log = f"; log e.g. {r.log}" if r.log else ""
+        out.append(f"WARNING {r.n} {r.status}: {r.reason} (in {where}{log})")
+    return out
 
 
 def _budget(
@@ -156,30 +191,16 @@ def _completed(run: Any) -> str:
     return "?" if pd.isna(value) else fmt_value(value)
 
 
-def _failures(
-    table: pd.DataFrame,
-    runs: pd.DataFrame,
-    key: list[str],
-    x: str,
-    y: str,
-    x_levels: list[Any],
-    y_levels: list[Any],
+def _open_points(
+    done: Progress, x: str, y: str, x_levels: list[Any], y_levels: list[Any]
 ) -> pd.DataFrame:
-    """Per cell, the grid points that never finished: failed (or crashed) and still running.
-
-    A point that failed and then finished on a retry is not a loss, so it is not counted.
-    """
-    done = set(map(tuple, runs[key].itertuples(index=False, name=None)))
-    rest = table[table["state"] != FINISHED]
-    open_point = [p not in done for p in rest[key].itertuples(index=False, name=None)]
-    rest = rest.loc[pd.Series(open_point, index=rest.index, dtype=bool)]
-    rest = rest.drop_duplicates(subset=key, keep="last")  # a point counts once, by its last run
+    """Per cell, the grid points without a finished run, one column per status (failed,
+    crashed, running, ..., not started), in reading order."""
     index = pd.MultiIndex.from_product([x_levels, y_levels], names=[x, y])
-    unfinished = rest["state"].isin(UNFINISHED)
-    out = pd.DataFrame(
-        {
-            "failed": rest[~unfinished].groupby([x, y]).size(),
-            "unfinished": rest[unfinished].groupby([x, y]).size(),
-        }
-    )
-    return out.reindex(index).fillna(0).astype(int)
+    rest = done.points[done.points["status"] != FINISHED]
+    out = rest.groupby([x, y, "status"]).size().unstack("status") if len(rest) else None
+    if out is None:
+        return pd.DataFrame(index=index)
+    rank = {s: i for i, s in enumerate(STATE_ORDER)}
+    cols = sorted(out.columns, key=lambda s: (s == NOT_STARTED, rank.get(s, len(rank)), s))
+    return out[cols].reindex(index).fillna(0).astype(int)

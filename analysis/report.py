@@ -1,8 +1,11 @@
-"""The one-page A4 report: question, heatmaps, interaction, ANOVA, best cell, checks, command.
+"""The one-page A4 report: question, finding, heatmaps, interaction, ANOVA with its scale check,
+best configuration and its ties, checks, the student's note, and the command that remakes it.
 
 Laid out in inches on a fixed 8.27 x 11.69 in page (A4 portrait) rather than by a layout
-engine, so the page looks the same whatever the grid size and the text lengths; long text
-is wrapped to its column and cut with a marker rather than allowed to run into a figure.
+engine, so the page looks the same whatever the grid size. Text is fitted, never cut: a block
+is wrapped to its column and its font shrinks until it fits; what cannot fit even at the
+smallest font (a novel as a description or a note) is refused in one line before anything
+is written.
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ import textwrap
 import time
 
 import matplotlib.pyplot as plt
-import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.figures import draw_heatmap, draw_interaction
+from analysis.figures import ci_words, draw_heatmap, draw_interaction
 from analysis.guards import Guarded
-from analysis.labels import fmt_number
-from analysis.stats import Anova, best_cell
-from sweepmap import keys
+from analysis.labels import slug
+from analysis.reading import MetricResult, finding
+from analysis.table import AnalysisError
 from sweepmap.sweepfile import question
 
 A4 = (8.27, 11.69)  # inches; 595 x 842 pt
+LEFT, WIDTH = 0.5, 7.27  # the text column, inches
+# Average glyph width in em: DejaVu Sans prose ~0.52 (bold a little wider), DejaVu Sans Mono
+# 0.6; with a margin so that an estimate never runs past the column.
+EM = {"sans": 0.56, "bold": 0.6, "mono": 0.61}
+LINE = 1.25  # line height in em (matplotlib's 1.2 spacing, and a margin)
 
 
 def _rect(
@@ -32,13 +39,39 @@ def _rect(
     return (left / A4[0], bottom / A4[1], width / A4[0], height / A4[1])
 
 
-def _block(lines: list[str], width: int, max_lines: int, indent: str = "    ") -> str:
-    wrapped: list[str] = []
+def wrap(lines: list[str], chars: int, indent: str = "    ") -> list[str]:
+    """Each line wrapped to `chars`, its continuation lines indented."""
+    out: list[str] = []
     for line in lines:
-        wrapped += textwrap.wrap(line, width, subsequent_indent=indent) or [""]
-    if len(wrapped) > max_lines:
-        wrapped = [*wrapped[: max_lines - 1], "… (full list in the text output)"]
-    return "\n".join(wrapped)
+        out += textwrap.wrap(line, max(chars, 20), subsequent_indent=indent) or [""]
+    return out
+
+
+def fit(
+    lines: list[str],
+    width_in: float,
+    height_in: float,
+    sizes: tuple[float, float],
+    face: str,
+    indent: str = "",
+) -> tuple[list[str], float] | None:
+    """(wrapped lines, font size) at the largest size in sizes=(max, min), 0.25 pt steps,
+    at which the lines fit width x height; None when they do not fit even at the minimum."""
+    size = sizes[0]
+    while size >= sizes[1]:
+        wrapped = wrap(lines, int(width_in * 72 / (EM[face] * size)), indent)
+        if len(wrapped) * LINE * size / 72 <= height_in:
+            return wrapped, size
+        size -= 0.25
+    return None
+
+
+def height(lines: list[str], size: float) -> float:
+    return len(lines) * LINE * size / 72
+
+
+def _text(fig: Figure, x_in: float, y_in: float, text: str, **kw: object) -> None:
+    fig.text(x_in / A4[0], y_in / A4[1], text, va="top", **kw)  # type: ignore[arg-type]
 
 
 def _shell_lines(command: str, width: int) -> list[str]:
@@ -52,104 +85,135 @@ def _shell_lines(command: str, width: int) -> list[str]:
     return [line + " \\" for line in lines[:-1]] + lines[-1:]
 
 
-def _text(fig: Figure, x_in: float, y_in: float, text: str, **kw: object) -> None:
-    fig.text(x_in / A4[0], y_in / A4[1], text, va="top", **kw)  # type: ignore[arg-type]
+def _header(fig: Figure, g: Guarded, r: MetricResult) -> None:
+    """Title, the question in full, the finding, the grid; between 11.69 and 9.97 in."""
+    study = g.study
+    _text(fig, LEFT, 11.4, f"Sweep {study.name}", fontsize=15, weight="bold")
+    asked = question(study.yaml_text, study.sweep_config) or "(no question in the sweep file)"
+    found = f"Finding ({r.metric}): {finding(g, r)}"
+    when = time.strftime("%Y-%m-%d %H:%M")
+    grid = f"{len(g.x_levels)} {g.x} x {len(g.y_levels)} {g.y}"
+    meta = textwrap.shorten(f"grid {grid}; runs from {study.origin}; drawn {when}", 150)
+    # The finding first gets up to 2 lines; the question gets what is left, shrinking to fit.
+    ans = fit([found], WIDTH, height([""] * 2, 8.5), (8.5, 6.5), "bold", "    ")
+    if ans is None:
+        ans = fit([found], WIDTH, 0.4, (6.5, 5.5), "bold", "    ")
+    assert ans is not None  # a computed line of bounded length
+    room = 11.02 - 9.97 - height(ans[0], ans[1]) - 0.22
+    q = fit([asked], WIDTH, room, (10.0, 6.0), "sans")
+    if q is None:
+        raise AnalysisError(
+            f"the sweep's question ({len(asked)} characters) does not fit the page even at "
+            f"6 pt; shorten its description: or top comment to a paragraph"
+        )
+    _text(fig, LEFT, 11.02, "\n".join(q[0]), fontsize=q[1], style="italic")
+    y = 11.02 - height(q[0], q[1]) - 0.05
+    _text(fig, LEFT, y, "\n".join(ans[0]), fontsize=ans[1], weight="bold", color="0.1")
+    y -= height(ans[0], ans[1]) + 0.03
+    _text(fig, LEFT, y, meta, fontsize=7, color="0.35")
 
 
 def render_report(
     g: Guarded,
-    metrics: list[str],
-    cells: dict[str, pd.DataFrame],
-    result: Anova,
+    results: list[MetricResult],
     command: str,
+    note: str | None = None,
 ) -> Figure:
-    """The page as a Figure; metrics[0] gets the large heatmap, interaction plot and ANOVA."""
-    study = g.study
+    """The page as a Figure; results[0] (the primary metric) gets the large heatmap, the
+    interaction plot, the ANOVA, the scale check and the finding."""
     fig = plt.figure(figsize=A4)
-    primary = metrics[0]
-
-    _text(fig, 0.5, 11.4, f"Sweep {study.name}", fontsize=15, weight="bold")
-    asked = question(study.yaml_text, study.sweep_config) or "(no question in the sweep file)"
-    asked = _block([asked], 95, 3, indent="")
-    _text(fig, 0.5, 11.0, asked, fontsize=10, style="italic")
-    when = time.strftime("%Y-%m-%d %H:%M")
-    grid = f"{len(g.x_levels)} {g.x} x {len(g.y_levels)} {g.y}"
-    below = 11.0 - 0.19 * (asked.count("\n") + 1) - 0.08  # under the question, however long
-    _text(
-        fig,
-        0.5,
-        below,
-        textwrap.shorten(f"grid {grid}; runs from {study.origin}; drawn {when}", 135),
-        fontsize=7.5,
-        color="0.35",
-    )
-
-    # Row A: the primary metric, large, beside its interaction plot (legend underneath).
-    ax = fig.add_axes(_rect(0.95, 6.95, 3.75, 3.0))
-    draw_heatmap(ax, g, cells[primary], primary, fontsize=7)
-    ax = fig.add_axes(_rect(5.55, 7.45, 2.45, 2.5))
-    draw_interaction(
-        ax,
-        g,
-        cells[primary],
-        primary,
-        fontsize=6.5,
-        legend_below=True,
-        title=f"interaction: {g.x} x {g.y}",
-    )
-    # Row B: up to two more metrics, smaller.
-    others = metrics[1:3]
-    for k, metric in enumerate(others):
-        left = 0.95 if len(others) == 2 else 2.6
-        ax = fig.add_axes(_rect(left + 4.1 * k, 3.85, 3.0, 2.2))
-        draw_heatmap(ax, g, cells[metric], metric, fontsize=5.5)
-
-    _text(fig, 0.5, 3.35, "Interaction (two-way ANOVA)", fontsize=9, weight="bold")
-    _text(fig, 0.5, 3.15, _block(result.lines(), 62, 7), fontsize=6.5, family="monospace")
-    _text(fig, 4.55, 3.35, "Best configuration", fontsize=9, weight="bold")
-    _text(
-        fig,
-        4.55,
-        3.15,
-        _block(_best_lines(g, metrics, cells), 62, 7),
-        fontsize=6.5,
-        family="monospace",
-    )
-
-    _text(fig, 0.5, 2.2, "Runs and checks", fontsize=9, weight="bold")
-    _text(fig, 0.5, 2.02, _block(g.notes, 140, 10), fontsize=6.2, family="monospace")
-    _text(fig, 0.5, 0.78, "Reproduce", fontsize=9, weight="bold")
-    footer = [
-        *_shell_lines(command, 130),
-        *[f"(not on this page: {', '.join(metrics[3:])}; see the heatmap command)"]
-        * (len(metrics) > 3),
-        "(cells: mean, ±1 std over seeds, n = finished runs;"
-        " hatched = no finished run; red box = best mean)",
-    ]
-    _text(fig, 0.5, 0.6, "\n".join(footer), fontsize=6.2, family="monospace")
+    r = results[0]
+    try:
+        _header(fig, g, r)
+        _body(fig, g, results, command, note)
+    except BaseException:
+        plt.close(fig)
+        raise
     return fig
 
 
-def _best_lines(g: Guarded, metrics: list[str], cells: dict[str, pd.DataFrame]) -> list[str]:
-    """The best cell of the primary metric, the other metrics there, and their own bests."""
-    primary = metrics[0]
-    best = best_cell(cells[primary], primary)
-    if best is None:
-        return [f"no cell has a value of {primary}"]
-    lines = [
-        g.where(best[g.x], best[g.y]),
-        f"  {primary}: {_mean_sd(best)} (goal: {keys.goal_of(primary)})",
-    ]
-    for metric in metrics[1:]:
-        row = cells[metric].set_index([g.x, g.y]).loc[(best[g.x], best[g.y])]
-        lines.append(f"  {metric}: {_mean_sd(row)}")
-    for metric in metrics[1:]:
-        own = best_cell(cells[metric], metric)
-        if own is not None and (own[g.x], own[g.y]) != (best[g.x], best[g.y]):
-            lines.append(f"best by {metric}: {g.where(own[g.x], own[g.y])}")
+def _body(
+    fig: Figure, g: Guarded, results: list[MetricResult], command: str, note: str | None
+) -> None:
+    r = results[0]
+    # Row A: the primary metric, large, beside its interaction plot (legend underneath).
+    draw_heatmap(fig.add_axes(_rect(0.95, 6.9, 3.75, 2.8)), g, r, fontsize=7)
+    ax = fig.add_axes(_rect(5.55, 7.4, 2.45, 2.3))
+    draw_interaction(ax, g, r, fontsize=6.5, legend_below=True, title=f"{g.x} x {g.y}")
+    # Row B: up to two more metrics, smaller.
+    others = results[1:3]
+    for k, other in enumerate(others):
+        left = 0.95 if len(others) == 2 else 2.6
+        draw_heatmap(fig.add_axes(_rect(left + 4.1 * k, 4.0, 3.0, 2.05)), g, other, fontsize=5.5)
+
+    top = 3.55
+    mono = 6.2
+    _text(fig, LEFT, top, "Interaction (two-way ANOVA)", fontsize=9, weight="bold")
+    left_lines = wrap([*r.anova.lines(), *(["", r.scale.text] if r.scale.text else [])], 66)
+    _text(fig, LEFT, top - 0.18, "\n".join(left_lines), fontsize=mono, family="monospace")
+    _text(fig, 4.55, top, "Best configuration", fontsize=9, weight="bold")
+    right_lines = wrap(_best_lines(g, results), 62)
+    _text(fig, 4.55, top - 0.18, "\n".join(right_lines), fontsize=mono, family="monospace")
+    y = top - 0.18 - height(max(left_lines, right_lines, key=len), mono) - 0.12
+
+    _text(fig, LEFT, y, "Runs and checks", fontsize=9, weight="bold")
+    checks = wrap(g.notes, 145)
+    _text(fig, LEFT, y - 0.18, "\n".join(checks), fontsize=6.0, family="monospace")
+    y -= 0.18 + height(checks, 6.0) + 0.1
+
+    bottom = 1.05  # the Reproduce block sits below
+    if note:
+        _text(fig, LEFT, y, "Reading (the student's note)", fontsize=9, weight="bold")
+        # Paragraphs (blank-line separated) are kept; line breaks inside one are not.
+        paras = [" ".join(p.split()) for p in note.strip().split("\n\n")]
+        room = y - 0.18 - bottom
+        fitted = fit(paras, WIDTH, room, (9, 5.5), "sans")
+        if fitted is None:
+            cap = int(room / height([""], 5.5) * WIDTH * 72 / (EM["sans"] * 5.5))
+            raise AnalysisError(
+                f"--note: {len(note)} characters do not fit the page's free space "
+                f"({room:.1f} in); at most about {cap} here"
+            )
+        _text(fig, LEFT, y - 0.18, "\n".join(fitted[0]), fontsize=fitted[1])
+
+    _text(fig, LEFT, 0.9, "Reproduce", fontsize=9, weight="bold")
+    legend = (
+        f"(cells: mean, [{ci_words(r.metric)}], n = {g.n_counts}; hatched = no finished run;"
+        f" ★ best mean; red outline = tied with it; {r.colour.mark} = past the colour range)"
+    )
+    shown = [m.metric for m in results[:3]]
+    rest = [m.metric for m in results[3:]]
+    footer = [*_shell_lines(command, 140), *wrap([legend], 140, " ")]
+    if rest:
+        csvs = ", ".join(f"pivot_{slug(m)}.csv" for m in rest)
+        footer += wrap([f"(on this page: {', '.join(shown)}; in the CSVs only: {csvs})"], 140)
+    _text(fig, LEFT, 0.72, "\n".join(footer), fontsize=6.0, family="monospace")
+
+
+def _best_lines(g: Guarded, results: list[MetricResult]) -> list[str]:
+    """The best cell of the primary metric, the cells tied with it, the other metrics there,
+    their own bests, and the colour range."""
+    r = results[0]
+    if r.ties.best is None:
+        return [f"no cell has a value of {r.metric}"]
+    a, b = r.ties.best
+    lines = [f"★ {g.where(a, b)}"]
+    for m in results:
+        row = m.cells.set_index([g.x, g.y]).loc[(a, b)]
+        ci = "" if row["n"] < 2 else f" [{m.fmt(row['ci_lo'])}, {m.fmt(row['ci_hi'])}]"
+        lines.append(f"  {m.metric}: {m.fmt(row['mean'])}{ci} (n={int(row['n'])}, goal {m.goal})")
+    others = [c for c in r.ties.tied if c != r.ties.best]
+    if r.ties.tested:
+        named = ", ".join(g.where(x, y, "/") for x, y in others) or "none"
+        lines.append(f"tied with it: {len(others)} cell(s): {named}")
+        lines.append(f"  ({r.ties.family})")
+        if r.ties.left_out:
+            named = ", ".join(g.where(x, y, "/") for x, y in r.ties.left_out)
+            lines.append(f"  left out of the test: {named}")
+    else:
+        lines.append(f"tied with it: {r.ties.family}")
+    for m in results[1:]:
+        if m.ties.best is not None and m.ties.best != r.ties.best:
+            lines.append(f"best by {m.metric}: {g.where(*m.ties.best)}")
+    lines.append(r.colour.how)
     return lines
-
-
-def _mean_sd(row: pd.Series) -> str:
-    spread = "" if pd.isna(row["std"]) else f" ± {fmt_number(row['std'])}"
-    return f"{fmt_number(row['mean'])}{spread} (n={int(row['n'])})"

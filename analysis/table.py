@@ -15,17 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from localsweep.grid import load_sweep
 from localsweep.store import DB_NAME, Store
 from sweepmap import keys
 from sweepmap.config import Config
-from sweepmap.sweepfile import SweepError, sweep_name, varied
+from sweepmap.sweepfile import SweepError, metric, read_sweep, sweep_name
 
 FINISHED = "finished"
-# States that may still turn into a finished run; anything else that is not finished
-# (failed, crashed, killed, preempted) counts as a failure of its grid point.
-UNFINISHED = ("pending", "running", "preempting")
 ID_COLUMNS = ("run_id", "state")
+LOG_PATH = "log_path"  # the run's log file (local store only): where a failure is explained
 DEFAULT_METRICS = (keys.BEST_VAL_ACCURACY, keys.VAL_ACCURACY, keys.VAL_LOSS)
 
 
@@ -43,6 +40,15 @@ class Study:
     yaml_text: str
     origin: str  # where the runs came from, for the report's footer
     yaml_path: str | None = None
+    # The grid as stored when the sweep was created (local store); None: from the axes.
+    points: list[dict[str, Any]] | None = None
+
+    def goal(self, name: str) -> str:
+        """'max' or 'min': the sweep's own `metric.goal` for its metric, else by the key."""
+        own = metric(self.sweep_config)
+        if own is not None and own[0] == name:
+            return "max" if own[1] == "maximize" else "min"
+        return keys.goal_of(name)
 
 
 def config_keys(sweep_config: Mapping[str, Any]) -> list[str]:
@@ -54,7 +60,7 @@ def config_keys(sweep_config: Mapping[str, Any]) -> list[str]:
 def table_from_records(
     records: Iterable[Mapping[str, Any]], sweep_config: Mapping[str, Any]
 ) -> pd.DataFrame:
-    """Records of {run_id, state, config, summary, runtime} -> the tidy table.
+    """Records of {run_id, state, config, summary, runtime, log_path?} -> the tidy table.
 
     Summary keys starting with '_' are wandb's bookkeeping and are dropped, except _runtime,
     which stands in for `runtime` when train.py's own value is absent (a crash before the end).
@@ -80,8 +86,9 @@ def table_from_records(
             if col not in metric_cols:
                 metric_cols.append(col)
         row[keys.RUNTIME] = runtime
+        row[LOG_PATH] = rec.get(LOG_PATH)
         rows.append(row)
-    ordered = [*ID_COLUMNS, *cfg_cols, *_metric_order(metric_cols), keys.RUNTIME]
+    ordered = [*ID_COLUMNS, *cfg_cols, *_metric_order(metric_cols), keys.RUNTIME, LOG_PATH]
     table = pd.DataFrame(rows, columns=ordered)
     if keys.EPOCHS_COMPLETED not in table:
         table[keys.EPOCHS_COMPLETED] = math.nan
@@ -111,46 +118,6 @@ def metric_columns(table: pd.DataFrame, sweep_config: Mapping[str, Any]) -> list
     ]
 
 
-def axes_of(study: Study, x: str | None, y: str | None) -> tuple[str, str]:
-    """The two varied parameters other than seed, in file order; --x/--y override."""
-    allowed = [c for c in config_keys(study.sweep_config) if c in study.table]
-    for flag, name in (("--x", x), ("--y", y)):
-        if name is not None and name not in allowed:
-            raise AnalysisError(f"{flag} {name!r}: not a parameter; allowed: {', '.join(allowed)}")
-    free = [p for p in varied(study.sweep_config) if p != "seed" and p not in (x, y)]
-    x = x or (free.pop(0) if free else None)
-    y = y or (free.pop(0) if free else None)
-    if x is None or y is None:
-        vary = ", ".join(varied(study.sweep_config)) or "none"
-        raise AnalysisError(
-            f"sweep {study.name}: needs two varied parameters besides seed (varied: {vary}); "
-            f"name them with --x and --y"
-        )
-    if x == y:
-        raise AnalysisError(f"--x and --y are both {x!r}: a heatmap needs two parameters")
-    return x, y
-
-
-def check_metrics(study: Study, metrics: list[str] | None) -> list[str]:
-    """Asked-for metrics must exist; the defaults are used where the runs have them."""
-    available = metric_columns(study.table, study.sweep_config)
-    if metrics:
-        for m in metrics:
-            if m not in available:
-                raise AnalysisError(
-                    f"--metric {m!r}: no run of {study.name} has it; "
-                    f"allowed: {', '.join(available) or 'none (no run has a summary yet)'}"
-                )
-        return list(dict.fromkeys(metrics))
-    chosen = [m for m in DEFAULT_METRICS if m in available]
-    if not chosen:
-        raise AnalysisError(
-            f"sweep {study.name}: none of the default metrics ({', '.join(DEFAULT_METRICS)}) "
-            f"in the runs; choose with --metric from: {', '.join(available) or 'none'}"
-        )
-    return chosen
-
-
 def build_table(
     store_dir: Path | str, sweep: str | None = None, yaml_path: Path | str | None = None
 ) -> Study:
@@ -164,7 +131,7 @@ def build_table(
         names = [s.name for s in store.sweeps()]
         if yaml_path is not None:
             try:
-                _, cfg = load_sweep(yaml_path)
+                _, cfg = read_sweep(yaml_path)
             except SweepError as err:
                 raise AnalysisError(str(err)) from None
             name = sweep_name(yaml_path, cfg)
@@ -191,6 +158,7 @@ def build_table(
             )
         record = store.sweep(name)
         runs = store.runs(name)
+        points = store.points(name)
     finally:
         store.close()
     records = [
@@ -200,6 +168,7 @@ def build_table(
             "config": r.config,
             "summary": r.summary,
             "runtime": r.runtime,
+            LOG_PATH: r.log_path,
         }
         for r in runs
     ]
@@ -210,4 +179,5 @@ def build_table(
         yaml_text=record.yaml,
         origin=f"local store {root}",
         yaml_path=str(yaml_path) if yaml_path is not None else None,
+        points=points or None,  # a store made before grids were stored: from the axes
     )

@@ -177,15 +177,23 @@ def metric(config: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def question(yaml_text: str, config: Mapping[str, Any]) -> str:
-    """The study's question: its `description`, else the YAML's leading comment."""
+    """The study's question, in full: its `description`, else the first paragraph of the
+    YAML's leading comment (up to a bare `#` line). A `Grid: ...` line is left out: it states
+    the design (levels, seeds, run count), not what the study asks."""
     if config.get("description"):
-        return str(config["description"]).strip()
-    lines = []
+        return " ".join(str(config["description"]).split())
+    lines: list[str] = []
     for line in yaml_text.splitlines():
         if not line.startswith("#"):
             break
-        lines.append(line.lstrip("#").strip())
-    return " ".join(line for line in lines if line)
+        text = line.lstrip("#").strip()
+        if not text:
+            if lines:
+                break  # the end of the first paragraph
+            continue
+        if not re.match(r"grid\s*:", text, re.IGNORECASE):
+            lines.append(text)
+    return " ".join(lines)
 
 
 def looks_numeric(text: str) -> bool:

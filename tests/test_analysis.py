@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.design import axes_of
 from analysis.guards import BudgetError, apply_guards
 from analysis.labels import fmt_levels, fmt_value
 from analysis.stats import anova, pivot
-from analysis.table import AnalysisError, Study, axes_of, build_table, table_from_records
+from analysis.table import AnalysisError, Study, build_table, table_from_records
 from localsweep.store import Store
 from sweepmap import keys
 
@@ -125,7 +126,7 @@ def test_table_fills_config_defaults_and_orders_axes(tmp_path: Path) -> None:
     g = apply_guards(study, "lr", "optimizer")
     assert g.x_levels == [1e-3, 1e-2, 1e-1]  # numbers ascend
     assert g.y_levels == ["sgd", "adam"]  # categories keep the file's order
-    with pytest.raises(AnalysisError, match=r"--x 'lrr'.*allowed: .*lr"):
+    with pytest.raises(AnalysisError, match=r"--x 'lrr'.*did you mean 'lr'.*varied parameters: lr"):
         axes_of(study, "lrr", None)
 
 
@@ -150,10 +151,11 @@ def test_failed_runs_left_out_and_counted_in_their_cell(tmp_path: Path) -> None:
     # lr=1e-2/sgd seed 0 failed once, then finished on a retry: not a loss.
     runs.append({"lr": 1e-2, "optimizer": "sgd", "seed": 0, "state": "failed"})
     cells = pivot(guarded(tmp_path, runs), keys.BEST_VAL_ACCURACY).set_index(["lr", "optimizer"])
-    assert cells.loc[(1e-1, "adam"), ["n", "failed"]].tolist() == [0, 3]
+    # Each state is counted as itself: a crash (the agent died) is not a failed config.
+    assert cells.loc[(1e-1, "adam"), ["n", "failed", "crashed"]].tolist() == [0, 2, 1]
     assert np.isnan(cells.loc[(1e-1, "adam"), "mean"])
-    assert cells.loc[(1e-3, "sgd"), ["n", "failed"]].tolist() == [2, 1]
-    assert cells.loc[(1e-2, "sgd"), ["n", "failed"]].tolist() == [3, 0]
+    assert cells.loc[(1e-3, "sgd"), ["n", "failed", "crashed"]].tolist() == [2, 0, 1]
+    assert cells.loc[(1e-2, "sgd"), ["n", "failed", "crashed"]].tolist() == [3, 0, 0]
 
 
 def test_duplicate_point_counts_once_first_kept(tmp_path: Path) -> None:
@@ -225,7 +227,7 @@ def test_anova_finds_a_planted_interaction_and_only_then() -> None:
     values = _cells(lambda i, j: 0.1 * (i == j))  # each optimizer has its own best lr
     result = anova(apply_guards(_study(values), "lr", "optimizer"), "m")
     assert result.table is not None
-    assert result.table.loc["lr:optimizer", "p"] < 1e-6
+    assert result.table.loc["x:y", "p"] < 1e-6
     # partial eta squared by hand: SS_ab / (SS_ab + SS_within), balanced design.
     y = np.array([values[(i, j)] for i in range(3) for j in range(3)]).reshape(3, 3, 4)
     cell, grand = y.mean(axis=2), y.mean()
@@ -233,14 +235,14 @@ def test_anova_finds_a_planted_interaction_and_only_then() -> None:
     ss_a = 12 * ((cell.mean(axis=1) - grand) ** 2).sum()
     ss_b = 12 * ((cell.mean(axis=0) - grand) ** 2).sum()
     ss_ab = 4 * ((cell - grand) ** 2).sum() - ss_a - ss_b
-    eta = result.table.loc["lr:optimizer", "eta2_p"]
+    eta = result.table.loc["x:y", "eta2_p"]
     assert eta == pytest.approx(ss_ab / (ss_ab + ss_within))
 
     additive = _cells(lambda i, j: 0.05 * i + 0.03 * j)
     result = anova(apply_guards(_study(additive), "lr", "optimizer"), "m")
     assert result.table is not None
-    assert result.table.loc["lr:optimizer", "p"] > 0.05
-    assert result.table.loc["lr", "p"] < 1e-6  # main effects are still found
+    assert result.table.loc["x:y", "p"] > 0.05
+    assert result.table.loc["x", "p"] < 1e-6  # main effects are still found
 
 
 def test_anova_with_one_seed_says_so_plainly() -> None:

@@ -16,10 +16,9 @@ import pytest
 
 from analysis.cli import main
 from analysis.table import AnalysisError, build_table
-from localsweep.grid import load_sweep
 from localsweep.store import Store
 from sweepmap import keys
-from sweepmap.sweepfile import sweep_name
+from sweepmap.sweepfile import read_sweep, sweep_name
 
 YAML = Path(__file__).resolve().parents[1] / "sweeps" / "lr_optimizer.yaml"
 
@@ -27,7 +26,7 @@ YAML = Path(__file__).resolve().parents[1] / "sweeps" / "lr_optimizer.yaml"
 def fill(root: Path, epochs_of: dict[str, int] | None = None) -> tuple[str, pd.DataFrame]:
     """The lr_optimizer sweep in a real store, every point finished with a synthetic score,
     except lr=1e-1/adam, which failed for every seed. Returns (sweep name, runs)."""
-    text, config = load_sweep(YAML)
+    text, config = read_sweep(YAML)
     name = sweep_name(YAML, config)
     store = Store(root)
     store.create_sweep(name, text, config)
@@ -111,7 +110,7 @@ def test_heatmap_pivot_csv_equals_groupby(
         assert {f"{stem}.png", f"{stem}.svg"} <= written
         assert (out / f"{stem}.png").stat().st_size > 5_000
     csv = pd.read_csv(out / "pivot_best_val_accuracy.csv")
-    config = load_sweep(YAML)[1]["parameters"]
+    config = read_sweep(YAML)[1]["parameters"]
     cells = len(config["lr"]["values"]) * len(config["optimizer"]["values"])
     assert len(csv) == cells  # every cell of the grid, the empty one included
     done = runs[runs["state"] == "finished"]
@@ -129,7 +128,7 @@ def test_heatmap_pivot_csv_equals_groupby(
     [
         (["--sweep", "nope"], r"--sweep 'nope': not in .*; sweeps there: lr_optimizer-"),
         (["--metric", "val/acc"], r"--metric 'val/acc'.*allowed: .*best/val/accuracy"),
-        (["--x", "lrate"], r"--x 'lrate': not a parameter; allowed: .*\blr\b"),
+        (["--x", "lrate"], r"--x 'lrate': not a parameter of this sweep; did you mean 'lr'\?"),
         (["--store", "/nonexistent/store"], r"no local store there"),
         (["mixed"], r"mixed training budgets .*r05 \(epochs=4\).*--allow-mixed-budgets"),
     ],

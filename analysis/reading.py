@@ -1,0 +1,234 @@
+"""What a page reads from one metric's cells: its colour range, the cells tied with the best,
+the scale check near a bound, and the one line of finding.
+
+Each choice is stated where it is drawn (GUIDE section 11): the colour range and the cells it
+leaves out, the test and the family behind "tied with the best", and whether an interaction
+survives a monotone transform (a "removable" interaction, Loftus 1978).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.multicomp import pairwise_tukeyhsd
+
+from analysis.design import bounds
+from analysis.guards import Guarded
+from analysis.labels import decimals_for, fmt_fixed
+from analysis.stats import Anova, anova, best_cell, pivot
+
+ALPHA = 0.05
+NEAR = 0.05  # a cell mean this close to 0 or 1 is near the bound of an accuracy
+NEAR_SHARE = 0.25  # the scale check runs when at least this share of cells is near it
+EPS = 1e-3  # logit(0) and logit(1) are infinite: accuracies are clipped to [EPS, 1 - EPS]
+
+Cell = tuple[Any, Any]
+
+
+@dataclass(frozen=True)
+class ColourRange:
+    vmin: float
+    vmax: float
+    clipped: list[Cell]  # cells beyond the range, on the bad side: drawn at its end colour
+    mark: str  # ▼ below (goal max) or ▲ above (goal min): the sign in a clipped cell
+    how: str  # the legend's sentence
+
+
+@dataclass(frozen=True)
+class Ties:
+    best: Cell | None
+    tied: list[Cell]  # the best cell and those whose mean the test cannot tell from it
+    family: str  # the test, its alpha and its family, in words
+    tested: bool
+    left_out: list[Cell]  # cells with runs kept out of the family (see tie_set)
+
+
+@dataclass(frozen=True)
+class ScaleCheck:
+    text: str  # one line for the page; "" when the metric has no [0, 1] bound
+    result: Anova | None
+    removable: bool  # the interaction is significant on the raw scale and not on logit
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    metric: str
+    goal: str
+    cells: pd.DataFrame
+    decimals: int
+    colour: ColourRange
+    ties: Ties
+    anova: Anova
+    scale: ScaleCheck
+
+    def fmt(self, value: Any) -> str:
+        return fmt_fixed(value, self.decimals)
+
+
+def analyse(g: Guarded, metric: str) -> MetricResult:
+    cells = pivot(g, metric)
+    goal = g.goal(metric)
+    decimals = decimals_for(cells["mean"].dropna())
+    colour = colour_range(cells, g, goal, decimals)
+    result = anova(g, metric, cells)
+    return MetricResult(
+        metric,
+        goal,
+        cells,
+        decimals,
+        colour,
+        tie_set(g, metric, cells, goal, colour),
+        result,
+        scale_check(g, metric, cells, result),
+    )
+
+
+def _cell(row: pd.Series, g: Guarded) -> Cell:
+    return (row[g.x], row[g.y])
+
+
+def colour_range(cells: pd.DataFrame, g: Guarded, goal: str, decimals: int) -> ColourRange:
+    """The cell means' range, but a few diverged cells do not get to stretch it: on the bad
+    side the range stops at Tukey's fence (Q1 - 1.5 IQR of the cell means for a goal of max,
+    Q3 + 1.5 IQR for min); cells beyond it are drawn at the end colour and marked."""
+    have = cells[cells["n"] > 0].dropna(subset=["mean"])
+    means = have["mean"]
+    if means.empty:
+        return ColourRange(0.0, 1.0, [], "", "colour: no cell has a value")
+    lo, hi = float(means.min()), float(means.max())
+    q1, q3 = (float(q) for q in means.quantile([0.25, 0.75]))
+    clipped: list[Cell] = []
+    mark = "▼" if goal == "max" else "▲"
+    if len(means) >= 4:
+        if goal == "max" and q1 - 1.5 * (q3 - q1) > lo:
+            lo = q1 - 1.5 * (q3 - q1)
+            clipped = [_cell(r, g) for _, r in have[have["mean"] < lo].iterrows()]
+        elif goal == "min" and q3 + 1.5 * (q3 - q1) < hi:
+            hi = q3 + 1.5 * (q3 - q1)
+            clipped = [_cell(r, g) for _, r in have[have["mean"] > hi].iterrows()]
+    span = f"colour: cell means {fmt_fixed(lo, decimals)} to {fmt_fixed(hi, decimals)}"
+    if not clipped:
+        return ColourRange(lo, hi, [], mark, f"{span} (their full range)")
+    side, fence = ("below", "Q1-1.5 IQR") if goal == "max" else ("above", "Q3+1.5 IQR")
+    how = f"{span}; {len(clipped)} cell(s) {side} it ({fence} of the cell means) marked {mark}"
+    return ColourRange(lo, hi, clipped, mark, how)
+
+
+def tie_set(g: Guarded, metric: str, cells: pd.DataFrame, goal: str, colour: ColourRange) -> Ties:
+    """The cells whose mean Tukey's HSD cannot tell from the best one's, at ALPHA.
+
+    Tukey's test pools one variance over its family. The family: every cell with >= 2 runs,
+    except cells past the colour range and cells whose spread is an outlier among the cells'
+    (std past Q3 + 1.5 IQR of the cell stds: some seeds diverged). One such cell would swell
+    the pooled variance until a cell at 0.92 looked tied with one at 0.99; they are named as
+    left out, neither tied nor told apart.
+    """
+    best = best_cell(cells, goal)
+    if best is None:
+        return Ties(None, [], "no cell has a value", False, [])
+    top = _cell(best, g)
+    tested = cells[cells["n"] >= 2]
+    std = tested["std"]
+    q1, q3 = (float(q) for q in std.quantile([0.25, 0.75])) if len(std) else (0.0, 0.0)
+    wild = tested[std > q3 + 1.5 * (q3 - q1)] if len(std) >= 4 else tested.iloc[:0]
+    out = [*colour.clipped, *(c for c in (_cell(r, g) for _, r in wild.iterrows()))]
+    out = list(dict.fromkeys(c for c in out if c != top))
+    members = [c for c in (_cell(r, g) for _, r in tested.iterrows()) if c not in out]
+    if top not in members or len(members) < 2:
+        why = "not tested: needs >= 2 runs in the best cell and in another"
+        return Ties(top, [top], why, False, [])
+    label = {c: f"{i:04d}" for i, c in enumerate(members)}  # sorted as the test sorts them
+    runs = g.runs.assign(_cell=list(zip(g.runs[g.x], g.runs[g.y], strict=True)))
+    runs = runs[runs["_cell"].isin(members)]
+    values = pd.to_numeric(runs[metric], errors="coerce")
+    ok = values.notna().to_numpy()
+    groups = np.array([label[c] for c in runs["_cell"]])[ok]
+    res = pairwise_tukeyhsd(values.to_numpy()[ok], groups, alpha=ALPHA)
+    order = [members[int(s)] for s in res.groupsunique]
+    tied = [top]
+    for i, j, reject in zip(*res._multicomp.pairindices, res.reject, strict=True):
+        a, b = order[i], order[j]
+        if not reject and top in (a, b):
+            tied.append(b if a == top else a)
+    family = f"Tukey HSD, α={ALPHA}, family: the {len(members)} cells with >= 2 runs"
+    if out:
+        family += f" and a common spread ({len(out)} left out: past the colour range or spread)"
+    return Ties(top, tied, family, True, out)
+
+
+def logit(values: pd.Series) -> pd.Series:
+    v = values.clip(EPS, 1 - EPS)
+    return np.log(v / (1 - v))
+
+
+def scale_check(g: Guarded, metric: str, cells: pd.DataFrame, raw: Anova) -> ScaleCheck:
+    """Near a bound an interaction can be the scale's, not the factors': at 0.99 the same
+    gain is a smaller step than at 0.90. Test it again on logit(metric) and say what holds."""
+    if bounds(metric) != (0.0, 1.0):
+        return ScaleCheck("", None, False)
+    means = cells["mean"].dropna()
+    near = int(((means >= 1 - NEAR) | (means <= NEAR)).sum())
+    where = f"{near} of {len(means)} cell means within {NEAR} of 0 or 1"
+    if not len(means) or near < NEAR_SHARE * len(means):
+        return ScaleCheck(f"scale check: {where}: not needed", None, False)
+    result = anova(g, metric, cells, scale=("logit", logit))
+    raw_row, row = raw.row("x:y"), result.row("x:y")
+    if raw_row is None or row is None:
+        return ScaleCheck(f"scale check: {where}; not possible: {result.reason}", result, False)
+    before, after = raw_row["p"] < ALPHA, row["p"] < ALPHA
+    term = f"the {g.x} x {g.y} interaction"
+    on = f"on logit({metric}), clipped to [{EPS}, {1 - EPS}]"
+    effect = result.effect()
+    if before and after:
+        verdict = f"{term} holds {on} ({effect})"
+    elif before:
+        verdict = (
+            f"{term} vanishes {on} ({effect}): it may be removable, a ceiling of the scale "
+            "(Loftus 1978); do not claim it"
+        )
+    elif after:
+        verdict = f"{term}, absent on the raw scale, appears {on} ({effect}): read with care"
+    else:
+        verdict = f"no {g.x} x {g.y} interaction on either scale ({on}: {effect})"
+    return ScaleCheck(f"scale check: {where}: {verdict}", result, before and not after)
+
+
+def best_per_level(g: Guarded, r: MetricResult) -> list[tuple[Any, Any]]:
+    """(y level, its best x level) for every y level with a value."""
+    out = []
+    for b in g.y_levels:
+        sub = r.cells[(r.cells[g.y] == b) & (r.cells["n"] > 0)].dropna(subset=["mean"])
+        if not sub.empty:
+            pick = sub["mean"].idxmax() if r.goal == "max" else sub["mean"].idxmin()
+            out.append((b, sub.loc[pick, g.x]))
+    return out
+
+
+def finding(g: Guarded, r: MetricResult) -> str:
+    """The data's plain reading in one line: where the best x lies for each y, and whether
+    the interaction test (and the scale check) backs a claim that it depends on y."""
+    per = best_per_level(g, r)
+    if not per:
+        return f"no cell has a value of {r.metric}"
+    listing = ", ".join(f"{g.label(g.y, b)} {g.label(g.x, a)}" for b, a in per)
+    row = r.anova.row("x:y")
+    effect = f"({g.x} x {g.y}: {r.anova.effect()})"
+    if row is None or math.isnan(row["p"]):
+        text = f"best {g.x} per {g.y}: {listing}; the interaction is not tested"
+    elif row["p"] < ALPHA and len({a for _, a in per}) > 1:
+        text = f"the best {g.x} depends on the {g.y}: {listing} {effect}"
+    elif row["p"] < ALPHA:
+        text = (
+            f"the best {g.x} is {g.label(g.x, per[0][1])} for every {g.y}, but how much {g.x} "
+            f"matters depends on the {g.y} {effect}"
+        )
+    else:
+        text = f"no evidence that the effect of {g.x} depends on the {g.y} {effect}"
+        text += f"; best: {listing}"
+    if r.scale.removable:
+        text += "; on the logit scale it vanishes: maybe a ceiling, not an interaction"
+    return text
