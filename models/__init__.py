@@ -2,16 +2,19 @@
 
 Every model is called as `model(x, lengths=None) -> logits (B, num_classes)`:
 images x (B, C, H, W) for the CNN, zero-padded sequences x (B, T, F) plus lengths (B,) for
-the RNNs. Each model builds its own small frozen config from the run Config (`from_run`), so
-the module never sees unrelated keys.
+the 1-D CNN and the RNNs; the MLP takes either. Which layout a model reads on which dataset
+is `sweepmap.config.INPUT_LAYOUT`. Each model builds its own small frozen config from the run
+Config (`from_run`), so the module never sees unrelated keys.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from models.cnn import CNN, CNNConfig
+from models.cnn import CNN, ConvConfig
+from models.cnn1d import CNN1d
 from models.inputs import ModelInputs
+from models.mlp import MLP, MLPConfig
 from models.rnn import GRU, LSTM, RNN, RNNConfig
 from sweepmap.config import Config
 
@@ -19,16 +22,25 @@ __all__ = [
     "CNN",
     "GRU",
     "LSTM",
+    "MLP",
     "MODELS",
     "RNN",
-    "CNNConfig",
+    "CNN1d",
+    "ConvConfig",
+    "MLPConfig",
     "ModelInputs",
     "RNNConfig",
     "build_model",
     "count_parameters",
 ]
 
-MODELS: dict[str, type[CNN] | type[RNN]] = {"cnn": CNN, "lstm": LSTM, "gru": GRU}
+MODELS: dict[str, type[CNN] | type[MLP] | type[CNN1d] | type[RNN]] = {
+    "cnn": CNN,
+    "mlp": MLP,
+    "cnn1d": CNN1d,
+    "lstm": LSTM,
+    "gru": GRU,
+}
 
 
 def build_model(cfg: Config, info: ModelInputs) -> nn.Module:

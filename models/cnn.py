@@ -1,8 +1,15 @@
-"""A plain CNN for small images: `num_blocks` conv blocks, global average pool, Linear.
+"""A CNN for small images: `num_blocks` conv blocks, global average pool, head.
 
 Global average pooling (rather than flatten) keeps the head at C_last x classes, so more
 blocks or filters always mean more parameters and `pooling` changes what the convs see, not
-the size of the head.
+the size of the head. `ConvConfig` is shared with the 1-D CNN (models/cnn1d.py).
+
+Block types (the `block` and `residual` keys of the run Config):
+- `plain`: conv -> [batchnorm] -> ReLU; `residual`: the same with a skip around it.
+- `inception`: four parallel branches (models/blocks.py), concatenated.
+- `residual=True` (the older key, kept for existing sweeps) adds the skip to any block type:
+  with `plain` it *is* the residual block, with `inception` a residual inception block.
+- `squeeze_excite=r` adds a squeeze-excite gate (reduction r) to every block of any type.
 """
 
 from __future__ import annotations
@@ -13,14 +20,15 @@ import torch
 from einops.layers.torch import Reduce
 from torch import Tensor, nn
 
+from models.blocks import BlockSpec, ConvBlock, head, probe
 from models.inputs import ModelInputs
 from sweepmap.config import Config
 
 
 @dataclass(frozen=True)
-class CNNConfig:
-    in_channels: int
-    image_size: tuple[int, int]  # (H, W)
+class ConvConfig:
+    in_channels: int  # images: C; sequences: F, the features of a step
+    image_size: tuple[int, int]  # images: (H, W); sequences: (0, 0)
     num_classes: int
     num_blocks: int = 2
     filters: int = 32
@@ -28,54 +36,51 @@ class CNNConfig:
     kernel_size: int = 3
     batchnorm: bool = True
     residual: bool = False
+    block: str = "plain"  # plain | inception (Config's block=residual is plain + residual)
+    squeeze_excite: int = 0
     pooling: str = "max"  # max | avg | none
     dropout: float = 0.0
+    head_layers: int = 0
 
     @classmethod
-    def from_run(cls, cfg: Config, info: ModelInputs) -> CNNConfig:
-        if info.is_sequence:
+    def from_run(cls, cfg: Config, info: ModelInputs) -> ConvConfig:
+        sequence = cfg.model == "cnn1d"
+        if info.is_sequence != sequence:
+            want, other = ("sequences", "cnn") if sequence else ("images", "cnn1d")
             raise ValueError(
-                f"model=cnn needs images, but dataset {info.name} gives sequences; use lstm or gru"
+                f"model={cfg.model} needs {want}, but dataset {info.name} does not give them; "
+                f"use {other}"
             )
         return cls(
-            in_channels=info.channels,
-            image_size=info.image_size,
+            in_channels=info.features if sequence else info.channels,
+            image_size=(0, 0) if sequence else info.image_size,
             num_classes=info.num_classes,
             num_blocks=cfg.num_blocks,
             filters=cfg.filters,
             filter_growth=cfg.filter_growth,
             kernel_size=cfg.kernel_size,
             batchnorm=cfg.batchnorm,
-            residual=cfg.residual,
+            residual=cfg.residual or cfg.block == "residual",
+            block="inception" if cfg.block == "inception" else "plain",
+            squeeze_excite=cfg.squeeze_excite,
             pooling=cfg.pooling,
             dropout=cfg.dropout,
+            head_layers=cfg.head_layers,
         )
 
     def block_channels(self) -> list[int]:
         """Output channels of each block: filters * growth**i, at least 1."""
         return [max(1, round(self.filters * self.filter_growth**i)) for i in range(self.num_blocks)]
 
-
-class ConvBlock(nn.Module):
-    """conv -> [batchnorm] -> (+ skip) -> ReLU; the shape stays (B, C_out, H, W)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, batchnorm: bool, residual: bool):
-        super().__init__()
-        # Odd kernels (Config checks) make 'same' padding symmetric, so H and W are kept.
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding="same")
-        self.norm: nn.Module = nn.BatchNorm2d(out_ch) if batchnorm else nn.Identity()
-        self.skip: nn.Module | None = None
-        if residual:
-            # A 1x1 projection only where the channel count changes; otherwise the identity.
-            self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-        self.act = nn.ReLU()
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.norm(self.conv(x))  # (B, C_out, H, W)
-        if self.skip is not None:
-            h = h + self.skip(x)
-        out: Tensor = self.act(h)
-        return out
+    def spec(self, dims: int) -> BlockSpec:
+        return BlockSpec(
+            dims=dims,
+            kernel_size=self.kernel_size,
+            batchnorm=self.batchnorm,
+            residual=self.residual,
+            inception=self.block == "inception",
+            squeeze_excite=self.squeeze_excite,
+        )
 
 
 def _pool(kind: str, size: torch.Size) -> nn.Module:
@@ -91,18 +96,8 @@ def _pool(kind: str, size: torch.Size) -> nn.Module:
     raise ValueError(f"pooling={kind!r}: allowed: max, avg, none")
 
 
-@torch.no_grad()
-def _probe(module: nn.Module, x: Tensor) -> Tensor:
-    """Run a dummy batch in eval mode, so batchnorm's running statistics stay untouched."""
-    was_training = module.training
-    module.eval()
-    out: Tensor = module(x)
-    module.train(was_training)
-    return out
-
-
 class CNN(nn.Module):
-    def __init__(self, config: CNNConfig):
+    def __init__(self, config: ConvConfig):
         super().__init__()
         self.config = config
         # The pooling of each block and the head's input size come from a dummy forward,
@@ -111,26 +106,23 @@ class CNN(nn.Module):
         layers: list[nn.Module] = []
         in_ch = config.in_channels
         for out_ch in config.block_channels():
-            block = ConvBlock(in_ch, out_ch, config.kernel_size, config.batchnorm, config.residual)
-            x = _probe(block, x)
+            block = ConvBlock(config.spec(dims=2), in_ch, out_ch)
+            x = probe(block, x)
             pool = _pool(config.pooling, x.shape[-2:])
-            x = _probe(pool, x)
+            x = probe(pool, x)
             # Dropout2d drops whole feature maps: neighbouring pixels are too correlated
             # for element-wise dropout to regularise a conv layer.
             layers += [block, pool, nn.Dropout2d(config.dropout)]
             in_ch = out_ch
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            Reduce("b c h w -> b c", "mean"),  # (B, C_last)
-            nn.Dropout(config.dropout),
-            nn.Linear(x.shape[1], config.num_classes),
-        )
+        self.pool = Reduce("b c h w -> b c", "mean")  # (B, C_last)
+        self.head = head(x.shape[1], config.num_classes, config.head_layers, config.dropout)
 
     @classmethod
     def from_run(cls, cfg: Config, info: ModelInputs) -> CNN:
-        return cls(CNNConfig.from_run(cfg, info))
+        return cls(ConvConfig.from_run(cfg, info))
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x: (B, C, H, W) -> logits (B, num_classes); `lengths` is unused (images)."""
-        out: Tensor = self.head(self.features(x))
+        out: Tensor = self.head(self.pool(self.features(x)))
         return out

@@ -1,14 +1,22 @@
-"""LSTM and GRU classifiers over zero-padded sequences (B, T, F) with true lengths (B,)."""
+"""LSTM and GRU classifiers over zero-padded sequences (B, T, F) with true lengths (B,).
+
+`residual=True` stacks single-layer RNNs with a skip around every layer but the first
+(x_{l+1} = x_l + rnn_l(x_l); the first changes the width from F to H). `head_layers` puts
+hidden layers into the head (models/blocks.py). Both default to the plain nn.LSTM / nn.GRU
+with a Linear head.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from models.blocks import head
 from models.inputs import ModelInputs
 from sweepmap.config import Config
 
@@ -21,6 +29,8 @@ class RNNConfig:
     num_layers: int = 2
     bidirectional: bool = False
     dropout: float = 0.0
+    residual: bool = False
+    head_layers: int = 0
 
     @classmethod
     def from_run(cls, cfg: Config, info: ModelInputs) -> RNNConfig:
@@ -35,6 +45,8 @@ class RNNConfig:
             num_layers=cfg.num_layers,
             bidirectional=cfg.bidirectional,
             dropout=cfg.dropout,
+            residual=cfg.residual,
+            head_layers=cfg.head_layers,
         )
 
 
@@ -46,19 +58,29 @@ class RNN(nn.Module):
     def __init__(self, config: RNNConfig):
         super().__init__()
         self.config = config
-        self.rnn = self.cell(
-            input_size=config.features,
-            hidden_size=config.hidden_size,
-            num_layers=config.num_layers,
+        self.directions = 2 if config.bidirectional else 1
+        width = config.hidden_size * self.directions
+        self.rnn: nn.Module
+        if config.residual:
+            # One module per layer, so the skip can be added between them.
+            sizes = [config.features] + [width] * (config.num_layers - 1)
+            self.rnn = nn.ModuleList([self._cell(size, 1) for size in sizes])
+        else:
+            self.rnn = self._cell(config.features, config.num_layers)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = head(width, config.num_classes, config.head_layers, config.dropout)
+
+    def _cell(self, input_size: int, layers: int) -> nn.Module:
+        return self.cell(
+            input_size=input_size,
+            hidden_size=self.config.hidden_size,
+            num_layers=layers,
             batch_first=True,
             # PyTorch applies this only between layers (and warns with one layer), so pass it
             # only when there is a between; the dropout before the head works for any depth.
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            bidirectional=config.bidirectional,
+            dropout=self.config.dropout if layers > 1 else 0.0,
+            bidirectional=self.config.bidirectional,
         )
-        self.directions = 2 if config.bidirectional else 1
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size * self.directions, config.num_classes)
 
     @classmethod
     def from_run(cls, cfg: Config, info: ModelInputs) -> RNN:
@@ -66,19 +88,59 @@ class RNN(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x: (B, T, F) zero-padded; lengths: (B,) true lengths, None = all of length T."""
-        if lengths is None:
-            _, hidden = self.rnn(x)
-        else:
-            # Packing stops each sequence at its true length (and starts the backward direction
-            # there), so the padding never reaches h_n. pack_padded_sequence wants CPU lengths.
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            _, hidden = self.rnn(packed)
+        # Packing stops each sequence at its true length (and starts the backward direction
+        # there), so the padding never reaches the state. pack_padded_sequence wants CPU lengths.
+        seq: Tensor | PackedSequence = x
+        if lengths is not None:
+            seq = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        last = self._residual(seq, lengths) if self.config.residual else self._stacked(seq)
+        out: Tensor = self.head(self.dropout(last))
+        return out
+
+    def _stacked(self, seq: Tensor | PackedSequence) -> Tensor:
+        _, hidden = self.rnn(seq)
         # LSTM returns (h_n, c_n), GRU h_n; with enforce_sorted=False h_n is in the input order.
         h_n = hidden[0] if isinstance(hidden, tuple) else hidden  # (L * D, B, H)
         # h_n is layer-major: (layer, direction). Concatenate both directions of the last layer.
-        last = rearrange(h_n, "(l d) b h -> l b (d h)", d=self.directions)[-1]  # (B, D * H)
-        out: Tensor = self.head(self.dropout(last))
-        return out
+        last: Tensor = rearrange(h_n, "(l d) b h -> l b (d h)", d=self.directions)[-1]
+        return last  # (B, D * H)
+
+    def _residual(self, seq: Tensor | PackedSequence, lengths: Tensor | None) -> Tensor:
+        assert isinstance(self.rnn, nn.ModuleList)
+        for i, layer in enumerate(self.rnn):
+            if i > 0:  # as nn.LSTM does: dropout on the input of every layer but the first
+                seq = _map(seq, self.dropout)
+            out, _ = layer(seq)
+            seq = out if i == 0 else _add(out, seq)
+        # The final state of each direction from the residual stream: the forward one at the
+        # last true step, the backward one at step 0 (where h_n of each direction is read).
+        if isinstance(seq, PackedSequence):
+            padded, _ = pad_packed_sequence(seq, batch_first=True)  # (B, T, D*H), input order
+        else:
+            padded = seq
+        batch = torch.arange(len(padded), device=padded.device)
+        if lengths is None:
+            ends = torch.full_like(batch, padded.shape[1] - 1)
+        else:
+            ends = lengths.to(padded.device) - 1
+        forward = padded[batch, ends]  # (B, D*H)
+        if self.directions == 1:
+            return forward
+        h = self.config.hidden_size
+        return torch.cat([forward[:, :h], padded[:, 0, h:]], dim=1)
+
+
+def _map(seq: Tensor | PackedSequence, fn: nn.Module) -> Tensor | PackedSequence:
+    # A PackedSequence holds its steps as one (sum of lengths, width) tensor: elementwise
+    # functions apply to it directly, and the packing stays valid.
+    return seq._replace(data=fn(seq.data)) if isinstance(seq, PackedSequence) else fn(seq)
+
+
+def _add(a: Tensor | PackedSequence, b: Tensor | PackedSequence) -> Tensor | PackedSequence:
+    if isinstance(a, PackedSequence) and isinstance(b, PackedSequence):
+        return a._replace(data=a.data + b.data)  # the same packing: one order, one length each
+    assert isinstance(a, Tensor) and isinstance(b, Tensor)
+    return a + b
 
 
 class LSTM(RNN):

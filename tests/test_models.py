@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from models import MODELS, build_model, count_parameters
-from models.cnn import CNN, ConvBlock
+from models.blocks import ConvBlock
+from models.cnn import CNN
 from models.rnn import RNN
 from sweepmap.config import Config
 
@@ -28,6 +30,16 @@ class Info:
     image_size: tuple[int, int] = (0, 0)
     features: int = 0
     max_len: int = 0
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # As train.py runs (one thread: faster for these small models), and so that a test does
+    # not fight the rest of the machine for its cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 DIGITS = Info("digits", 10, False, channels=1, image_size=(8, 8))
@@ -246,9 +258,9 @@ def test_rnn_full_lengths_equal_no_lengths() -> None:
 
 
 def test_unknown_model_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="cnn, lstm, gru"):
+    with pytest.raises(ValueError, match="cnn, mlp, cnn1d, lstm, gru"):
         build_model(Config(model="transformer"), DIGITS)
-    assert list(MODELS) == ["cnn", "lstm", "gru"]
+    assert list(MODELS) == ["cnn", "mlp", "cnn1d", "lstm", "gru"]
 
 
 def test_model_and_data_kind_must_match() -> None:
@@ -256,17 +268,19 @@ def test_model_and_data_kind_must_match() -> None:
         build_model(Config(model="cnn", dataset="gestures"), GESTURES)
     with pytest.raises(ValueError, match="needs sequences"):
         build_model(Config(model="gru"), DIGITS)
+    with pytest.raises(ValueError, match="needs sequences"):
+        build_model(Config(model="cnn1d"), DIGITS)
 
 
-@pytest.mark.parametrize("name", ["cnn", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["cnn", "mlp", "cnn1d", "lstm", "gru"])
 def test_models_fit_a_tiny_batch(name: str) -> None:
     # A few Adam steps on one fixed batch must cut the loss: gradients reach every part.
     torch.manual_seed(0)
-    if name == "cnn":
-        model: nn.Module = cnn(DIGITS)
+    if name in ("cnn", "mlp"):
+        model: nn.Module = build_model(Config(model=name), DIGITS)
         x, lengths = images(DIGITS, 16), None
     else:
-        model = rnn(name)
+        model = build_model(Config(model=name, dataset="gestures"), GESTURES)
         x, lengths = torch.randn(16, 12, 3), torch.randint(1, 13, (16,))
     y = torch.randint(0, 10, (16,))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -279,17 +293,3 @@ def test_models_fit_a_tiny_batch(name: str) -> None:
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert all(p.grad is not None for p in model.parameters())
-
-
-def test_every_model_has_one_input_layout_and_reads_it() -> None:
-    """The config's layout table decides how the data are loaded: a model missing from it, or
-    one that reads another layout than the table says, would silently get the wrong tensors."""
-    from sweepmap.config import INPUT_LAYOUT
-
-    assert set(MODELS) == set(INPUT_LAYOUT)
-    for name, layout in INPUT_LAYOUT.items():
-        cfg = Config(model=name)
-        assert cfg.as_sequence == (layout == "sequence")
-        wrong = DIGITS if layout == "sequence" else GESTURES
-        with pytest.raises(ValueError, match="needs"):
-            build_model(cfg, wrong)
