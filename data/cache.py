@@ -68,8 +68,10 @@ def locked(data_dir: Path, name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterat
 
     Several sweep agents start at once on one machine: one builds, the others wait and reuse.
     """
+    made = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
-    guard = filelock.FileLock(str(data_dir / f".{name}.lock"))
+    path = data_dir / f".{name}.lock"
+    guard = filelock.FileLock(str(path))
     try:
         guard.acquire(timeout=timeout)
     except filelock.Timeout as exc:
@@ -79,7 +81,15 @@ def locked(data_dir: Path, name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterat
     try:
         yield
     finally:
+        # Unlinked while still held, so that a failed attempt leaves no empty lock file: a
+        # process waiting on the old file sees it unlinked when it gets it, and starts over
+        # (filelock 4 checks st_nlink after every acquire).
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
         guard.release()
+        if made:
+            with contextlib.suppress(OSError):  # only if nothing else was put there
+                data_dir.rmdir()
 
 
 @contextlib.contextmanager
