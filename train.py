@@ -2,34 +2,39 @@
 
     python train.py --lr=0.01 --optimizer=adam          # or: wandb agent ENTITY/PROJECT/ID
 
-Values come as `--key=value` (the agent's `${args}`) and, under an agent, also as the YAML file
-in WANDB_SWEEP_PARAM_PATH, which `wandb.init` locks into `run.config`. Both are validated before
-any run exists: a bad value exits with code 2 and one line, leaving nothing "running".
+Values come as `--key=value` (the agent's `${args}`, or any other of its macros) and, under an
+agent, also as the YAML file in WANDB_SWEEP_PARAM_PATH, which `wandb.init` locks into
+`run.config`. Both are validated before any run exists: a bad value exits with code 2 and one
+line, leaving nothing "running". Exit codes: sweepmap/outcome.py.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import wandb
-import yaml
-from dotenv import load_dotenv
-
-from data import Dataset, DataUnavailable, load_dataset
-from models import build_model, count_parameters
 from sweepmap import keys
-from sweepmap.config import Config, ConfigError, field_docs, parse_args
-from sweepmap.loop import FitResult, fit
+from sweepmap.args import parse_args, read_param_file
+from sweepmap.config import Config, ConfigError, field_docs
+from sweepmap.envfile import load_env_file
+from sweepmap.outcome import (
+    ENVIRONMENT_ERRORS,
+    EXIT_ENVIRONMENT,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Outcome,
+    interrupt_on,
+)
 from sweepmap.record import Record, record_from_env
-from sweepmap.runtime import pick_device, seed_everything, set_threads
+
+if TYPE_CHECKING:  # torch, wandb and the data load on demand: --help and bad input are instant
+    from data import Dataset
+    from sweepmap.loop import FitResult
 
 EpochFn = Callable[[dict[str, Any]], None]
 
@@ -37,11 +42,19 @@ EpochFn = Callable[[dict[str, Any]], None]
 @functools.lru_cache(maxsize=4)
 def load_data(name: str, split_seed: int, as_sequence: bool, device: str) -> Dataset:
     """Loaded once per process: an in-process agent trains many grid points on one copy."""
+    import torch
+
+    from data import load_dataset
+
     return load_dataset(name, split_seed, as_sequence=as_sequence).to(torch.device(device))
 
 
 def train(cfg: Config, run: Any, on_epoch: EpochFn | None = None) -> FitResult:
     """Train one model on `cfg`, logging each epoch to `run` (a wandb Run) and `on_epoch`."""
+    from models import build_model, count_parameters
+    from sweepmap.loop import fit
+    from sweepmap.runtime import pick_device, seed_everything, set_threads
+
     start = time.perf_counter()
     device = pick_device(cfg)
     threads = set_threads(cfg)
@@ -84,7 +97,12 @@ def _epoch_line(m: Mapping[str, Any], epochs: int) -> str:
     )
 
 
-def _save_artifact(run: Any, state: dict[str, torch.Tensor]) -> None:
+def _save_artifact(run: Any, state: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    import torch
+    import wandb
+
     path = Path(run.dir) / "best-model.pt"
     torch.save(state, path)
     artifact = wandb.Artifact(f"model-{run.id}", type="model")
@@ -92,60 +110,133 @@ def _save_artifact(run: Any, state: dict[str, torch.Tensor]) -> None:
     run.log_artifact(artifact)
 
 
-def sweep_params() -> dict[str, Any]:
-    """The agent's param file (WANDB_SWEEP_PARAM_PATH), flattened to {key: value}."""
-    path = os.environ.get("WANDB_SWEEP_PARAM_PATH")
-    if not path:
-        return {}
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    return {
-        k: v["value"] if isinstance(v, dict) and "value" in v else v
-        for k, v in raw.items()
-        if k != "wandb_version"
-    }
-
-
-def run_once(
-    cfg: Config, on_epoch: EpochFn | None = None, **init: Any
-) -> tuple[str, dict[str, Any]]:
-    """wandb.init, train, finish: returns the run's final state and summary.
-
-    Shared by `main()` (one process per run), `python -m agents --inprocess`
-    (`wandb.agent(function=...)`, which tears wandb down between runs) and localsweep's
-    in-process agent, which keeps wandb's service alive and so passes the run's id, group and
-    param file in `init`: wandb reads WANDB_* variables only when it is set up.
-    """
-    run = wandb.init(config=cfg.to_dict(), job_type="train", **init)
-    try:
-        # Under an agent, the locked sweep values win over our defaults: read them back.
-        cfg = Config.from_mapping(dict(run.config))
-        result = train(cfg, run, on_epoch)
-    except BaseException:
-        run.finish(exit_code=1)
-        raise
-    if result.failure:
-        print(f"run failed: {result.failure}", file=sys.stderr, flush=True)
-        run.finish(exit_code=1)
-        return "failed", result.summary
-    run.finish()
-    return "finished", result.summary
-
-
 def prepare(values: Mapping[str, Any]) -> Config:
-    """Validate and load the data, before wandb.init: bad input or missing data creates no run.
+    """Validate, then load the data: bad input or missing data creates no run.
 
-    Raises ConfigError (exit 2) or DataUnavailable (exit 1).
+    Raises ConfigError (bad input) or DataUnavailable (the environment).
     """
     cfg = Config.from_mapping(values)
-    device = pick_device(cfg)
-    load_data(cfg.dataset, cfg.split_seed, cfg.as_sequence, str(device))
+    from sweepmap.runtime import pick_device
+
+    load_data(cfg.dataset, cfg.split_seed, cfg.as_sequence, str(pick_device(cfg)))
     return cfg
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    # SIGTERM (a second Ctrl-C to `wandb agent`, a scheduler's preemption) ends the run like
-    # Ctrl-C does: finished with a non-zero exit code, not left "running".
-    raise KeyboardInterrupt
+def run_point(
+    values: Mapping[str, Any],
+    *,
+    init: Mapping[str, Any] | None = None,
+    on_epoch: EpochFn | None = None,
+    record: Record | None = None,
+) -> Outcome:
+    """One grid point: validate -> load data -> wandb.init -> train -> finish.
+
+    The one mapping from what went wrong to the run's state and exit code (sweepmap/outcome.py),
+    for `main()`, the in-process wandb agent and the local agent alike. `init` is passed to
+    `wandb.init` (an in-process agent's run identity). A KeyboardInterrupt (Ctrl-C, or SIGTERM
+    through `interrupt_on`) ends the wandb run and the record, then propagates: the caller
+    stops (`Outcome.interrupted` gives its outcome).
+    """
+    outcome = _run_point(values, init or {}, on_epoch, record)
+    if record is not None:
+        record.end(outcome.state, outcome.summary)
+    return outcome
+
+
+def _run_point(
+    values: Mapping[str, Any], init: Mapping[str, Any], on_epoch: EpochFn | None,
+    record: Record | None,
+) -> Outcome:  # fmt: skip
+    from data import DataUnavailable
+
+    try:
+        cfg = prepare(values)
+    except ConfigError as err:
+        return Outcome.failure("invalid", f"config error: {err}", EXIT_USAGE)
+    except DataUnavailable as err:
+        return Outcome.failure("error", str(err), EXIT_ENVIRONMENT)
+    import wandb
+
+    try:
+        run = wandb.init(config=cfg.to_dict(), job_type="train", **init)
+    except Exception as err:  # no server, no credentials, a full disk: nothing trained
+        return Outcome.failure("error", f"wandb.init: {_one_line(err)}", EXIT_ENVIRONMENT)
+    epoch = on_epoch if record is None else _both(record.epoch, on_epoch)
+    try:
+        locked = Config.from_mapping(dict(run.config))
+        if locked != cfg:  # the value that trains must be the value that was validated
+            run.finish(exit_code=EXIT_ENVIRONMENT)
+            return Outcome.failure("error", _differences(cfg, locked), EXIT_ENVIRONMENT)
+        result = train(cfg, run, epoch)
+    except KeyboardInterrupt as err:
+        _stopped(run, record, Outcome.interrupted(err))
+        raise
+    except Exception as err:
+        if type(err) is Exception and not err.args:
+            # `wandb.agent` stops a run's thread on Ctrl-C by raising a bare Exception in it
+            # (pyagent._terminate_thread): an interruption, not a failure of the run.
+            _stopped(run, record, Outcome.failure("crashed", "stopped by its agent", 130))
+            raise
+        return _failed(run, err)
+    if result.failure:
+        print(f"run failed: {result.failure}", file=sys.stderr, flush=True)
+        run.finish(exit_code=EXIT_FAILED)
+        return Outcome("failed", result.summary, EXIT_FAILED)
+    run.finish()
+    return Outcome("finished", result.summary)
+
+
+def _stopped(run: Any, record: Record | None, outcome: Outcome) -> None:
+    run.finish(exit_code=EXIT_FAILED)
+    if record is not None:
+        record.end(outcome.state, outcome.summary)
+
+
+def _failed(run: Any, err: Exception) -> Outcome:
+    """An exception in training: the environment's (an import, the disk) or the run's own."""
+    traceback.print_exc()
+    env = isinstance(err, ENVIRONMENT_ERRORS)
+    run.finish(exit_code=EXIT_ENVIRONMENT if env else EXIT_FAILED)
+    state, code = ("error", EXIT_ENVIRONMENT) if env else ("failed", EXIT_FAILED)
+    return Outcome.failure(state, _one_line(err), code)
+
+
+def _both(first: EpochFn, second: EpochFn | None) -> EpochFn:
+    def call(metrics: dict[str, Any]) -> None:
+        first(metrics)
+        if second is not None:
+            second(metrics)
+
+    return call
+
+
+def _differences(validated: Config, locked: Config) -> str:
+    a, b = validated.to_dict(), locked.to_dict()
+    diff = ", ".join(f"{k}: {a[k]!r} validated, {b[k]!r} in run.config" for k in a if a[k] != b[k])
+    return f"run.config differs from the validated values ({diff})"
+
+
+def _one_line(err: BaseException) -> str:
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def cli_values(argv: Sequence[str], param_path: str | None) -> dict[str, Any]:
+    """The run's values from the command line and the agent's param file; where both give a
+    key they must agree (after coercion), or ConfigError says which says what."""
+    names = {*field_docs()}
+    args = parse_args(argv, names)
+    params = read_param_file(param_path) if param_path else {}
+    for key in args.keys() & params.keys():
+        given, filed = (
+            Config.from_mapping({key: v}).to_dict()[key] for v in (args[key], params[key])
+        )
+        if given != filed:
+            raise ConfigError(
+                f"{key}: the command line says {args[key]!r}, the param file "
+                f"(WANDB_SWEEP_PARAM_PATH={param_path}) says {params[key]!r}; they must agree"
+            )
+    return {**params, **args}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,32 +246,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, doc in field_docs().items():
             print(f"  --{name:<14} {doc} (default {getattr(Config(), name)!r})")
         return 0
-    load_dotenv(Path(__file__).with_name(".env"), override=False)
+    load_env_file()
     try:
-        cfg = prepare({**sweep_params(), **parse_args(argv)})
+        values = cli_values(argv, os.environ.get("WANDB_SWEEP_PARAM_PATH"))
+        Config.from_mapping(values)  # before anything heavy is imported
     except ConfigError as err:
         print(f"train.py: config error: {err}", file=sys.stderr)
-        return 2
-    except DataUnavailable as err:
-        print(f"train.py: {err}", file=sys.stderr)
-        return 1
-    signal.signal(signal.SIGTERM, _interrupt)
-    record = record_from_env()
+        return EXIT_USAGE
+    interrupt_on()
     try:
-        state, summary = run_once(cfg, record.epoch if record else None)
-    except KeyboardInterrupt:
-        _end(record, "crashed", {keys.FAILURE: "interrupted"})
-        return 130
-    except Exception as err:
-        _end(record, "failed", {keys.FAILURE: f"{type(err).__name__}: {err}"})
-        raise
-    _end(record, state, summary)
-    return 0 if state == "finished" else 1
-
-
-def _end(record: Record | None, state: str, summary: dict[str, Any]) -> None:
-    if record is not None:
-        record.end(state, summary)
+        outcome = run_point(values, record=record_from_env())
+    except KeyboardInterrupt as err:
+        return Outcome.interrupted(err).exit_code
+    if outcome.state in ("invalid", "error"):
+        print(f"train.py: {outcome.reason}", file=sys.stderr)
+    return outcome.exit_code
 
 
 if __name__ == "__main__":

@@ -29,12 +29,10 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from dotenv import load_dotenv
-
+from agents.inprocess import run_inprocess, split_sweep_path
 from agents.proc import die_with_parent
-
-# Failed run, bad config (as train.py's exit codes); 128 + signal when interrupted.
-EXIT_FAILED, EXIT_CONFIG = 1, 2
+from sweepmap.envfile import load_env_file
+from sweepmap.outcome import EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -170,85 +168,6 @@ def launch(plans: Sequence[AgentPlan], argv: list[str], log_dir: Path | None) ->
     return max((c if c >= 0 else 128 - c for c in codes), default=0)
 
 
-def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
-    """`wandb.agent(function=...)`: every run of this agent trains in this process."""
-    from agents.warm import warm_up_training
-
-    warm_up_training(service=False)  # torch and the models: once for all runs
-    import wandb
-    from wandb.agents import pyagent
-
-    import train
-    from data import DataUnavailable
-    from sweepmap.config import ConfigError
-
-    entity, project, sweep_id = _split_sweep_path(sweep)
-    codes: list[int] = []
-    stopping = threading.Event()
-
-    def one_run() -> None:
-        # wandb.agent has set WANDB_RUN_ID, WANDB_SWEEP_ID and WANDB_SWEEP_PARAM_PATH for this
-        # run and torn down the previous run's wandb state, so wandb.init reads them afresh.
-        run_id = os.environ.get("WANDB_RUN_ID", "?")
-        try:
-            # As train.main: validate, and load the data, before wandb.init creates a run.
-            cfg = train.prepare(train.sweep_params())
-        except (ConfigError, DataUnavailable) as err:
-            # Returning (not raising) keeps wandb from printing a traceback and from counting
-            # it toward its "3 failures in 60 s" stop: the agent goes on to the next point.
-            bad = isinstance(err, ConfigError)
-            what = f"config error: {err}" if bad else str(err)
-            print(f"agents: run {run_id} skipped, no run created: {what}", file=sys.stderr)
-            codes.append(EXIT_CONFIG if bad else EXIT_FAILED)
-            return
-        codes.append(EXIT_FAILED)  # until it ends well: an exception or a kill leaves this
-        try:
-            state, _ = train.run_once(cfg)
-        except Exception:
-            # On Ctrl-C wandb stops this thread with a bare Exception, after run_once has
-            # finished the run (exit code 1): that needs no traceback. Anything else does.
-            if stopping.is_set():
-                return
-            raise
-        codes[-1] = 0 if state == "finished" else EXIT_FAILED
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        # KeyboardInterrupt is what wandb.agent stops on: it ends the run in flight with exit
-        # code 1 (not left "running") and returns. SIGTERM gets the same treatment.
-        codes.append(128 + signum)
-        stopping.set()
-        raise KeyboardInterrupt
-
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, interrupt)
-    # wandb's default is a heartbeat every 5 s: with runs of seconds, mostly waiting.
-    pyagent.Agent.HEARTBEAT_SLEEP_SECONDS = heartbeat
-    try:
-        # The function replaces the sweep's program and command: only train.py's sweeps fit.
-        program = Path(str(wandb.Api().sweep(sweep).config.get("program", ""))).name
-        if program != "train.py":
-            print(f"agents: {sweep}: --inprocess runs train.py, but the sweep's "
-                  f"program is {program or 'not set'}", file=sys.stderr)  # fmt: skip
-            return EXIT_CONFIG
-        wandb.agent(sweep_id, function=one_run, entity=entity, project=project, count=count)
-    except KeyboardInterrupt:  # before wandb.agent's loop could catch it; `interrupt` noted it
-        pass
-    except Exception as err:  # unknown sweep, no credentials: one line, not a traceback
-        first = (str(err).strip().splitlines() or [""])[0]
-        print(f"agents: {sweep}: {type(err).__name__}: {first}", file=sys.stderr)
-        return EXIT_FAILED
-    return max(codes, default=0)
-
-
-def _split_sweep_path(path: str) -> tuple[str | None, str | None, str]:
-    parts = path.strip("/").split("/")
-    if len(parts) == 3 and all(parts):
-        return parts[0], parts[1], parts[2]
-    if len(parts) == 1 and parts[0]:  # entity and project from WANDB_ENTITY / WANDB_PROJECT
-        return None, None, parts[0]
-    raise ValueError(f"{path!r}: expected ENTITY/PROJECT/SWEEP_ID")
-
-
 def _cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))  # the cores we may use (taskset, cgroup cpusets)
@@ -281,9 +200,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     # Credentials and WANDB_* defaults, as train.py reads them; the environment wins.
-    load_dotenv(Path(__file__).resolve().parents[1] / ".env", override=False)
+    load_env_file()
     try:
-        _split_sweep_path(args.sweep)
+        split_sweep_path(args.sweep)
         if args.gpus is None and args.per_gpu is None:
             if args.inprocess:
                 return run_inprocess(args.sweep, args.count, args.heartbeat)
@@ -294,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plans = plan_agents(gpus, args.per_gpu or 1, _cpus(), user_threads)
     except ValueError as err:
         print(f"agents: {err}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_USAGE
     argv_child = child_argv(args.sweep, args.count, args.inprocess, args.heartbeat)
     return launch(plans, argv_child, args.log_dir)
 

@@ -5,7 +5,7 @@ Measured on the 2-core CPU (medians; `make bench` times the warm-up step by step
   otherwise import at the first optimizer step, inside the first run.
 - The first `wandb.init` took 0.55 s, the next ones 0.06 s. Two parts of that can go
   (3.95 -> 3.65 s from start to the end of the first init):
-  - it imports `wandb.sdk.launch` (to look for launch inputs), whose pydantic models read
+  - it imports wandb's launch package (to look for launch inputs), whose pydantic models read
     their docstrings through `inspect.getmodule`, a scan of `sys.modules` per class: 0.3 s
     once torch's thousands of modules are loaded, 0.1 s before them. So import it first;
   - it starts wandb-core, a separate process: started from a thread at the beginning, its
@@ -20,8 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-# Imported by the first wandb.init of any process (wandb 0.31: Run._detect_and_apply_job_inputs).
-WANDB_FIRST_INIT_MODULE = "wandb.sdk.launch.inputs.internal"
+from agents import wandb_private
+
 # After wandb: (step, module). torchmetrics on its own, since most of its import is scipy.signal
 # and matplotlib, which it loads whenever they are installed (Lightning-AI/torchmetrics#3457).
 STEPS = (
@@ -38,7 +38,7 @@ _warmed = False
 def preload_wandb() -> None:
     """Import wandb and what its first `wandb.init` imports. Call before importing torch."""
     importlib.import_module("wandb")
-    importlib.import_module(WANDB_FIRST_INIT_MODULE)
+    wandb_private.preload_first_init()
 
 
 def start_wandb_service() -> threading.Thread:
@@ -88,17 +88,5 @@ def once_per_agent() -> dict[str, Any]:
 
     Returns keyword arguments for each run's `wandb.Settings`.
     """
-    import wandb
-    from wandb.sdk.lib.gitlib import GitRepo
-
-    packages = list(wandb.util.working_set())
-    wandb.util.working_set = lambda: iter(packages)
-    repo = GitRepo(lazy=False)
-    if repo.root_dir is None:  # not a repository: nothing to record, nothing to save
-        return {}
-    # An empty remote url (none configured) tells wandb not to look for one again.
-    return {
-        "git_root": repo.root_dir,
-        "git_commit": repo.last_commit,
-        "git_remote_url": repo.remote_url or "",
-    }
+    wandb_private.cache_package_list()
+    return wandb_private.git_settings() or {}

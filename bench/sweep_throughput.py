@@ -37,10 +37,10 @@ from bench.report import (
     scaling_section,
     table,
 )
-from localsweep.grid import grid_size, load_sweep
+from localsweep.grid import load_sweep
 from localsweep.store import Store
 from sweepmap import keys
-from sweepmap.sweepfile import sweep_name
+from sweepmap.sweepfile import grid_size, sweep_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # (mode, agents): the local runner with 1 and 2 agents; one process per run with 1 agent (what

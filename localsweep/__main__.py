@@ -3,7 +3,10 @@
 python -m localsweep run sweeps/lr_optimizer.yaml --agents 2   # create or resume, then run
 python -m localsweep create sweeps/lr_optimizer.yaml           # like `wandb sweep`
 python -m localsweep agent lr_optimizer-3f4885                 # like `wandb agent`
-python -m localsweep status lr_optimizer-3f4885
+python -m localsweep status [lr_optimizer-3f4885]
+
+Exit codes: 0 when every grid point finished; 1 when some did not (failed, error, crashed or
+never run); 2 for bad input (nothing is written); 128 + N when stopped by signal N.
 """
 
 from __future__ import annotations
@@ -11,17 +14,25 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from dotenv import load_dotenv
-
+from agents.contract import DEFAULT_STORE
 from localsweep.agent import MODES, main_agent
-from localsweep.runner import counts_line, dismiss, release, spawn_agents, watch
-from localsweep.store import Store
-from sweepmap.sweepfile import SweepError
-
-DEFAULT_STORE = Path(".sweepmap")
+from localsweep.runner import (
+    Stop,
+    counts_line,
+    dismiss,
+    exit_code,
+    release,
+    spawn_agents,
+    watch,
+)
+from localsweep.store import NOT_DONE, Store
+from sweepmap.envfile import load_env_file
+from sweepmap.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from sweepmap.sweepfile import SweepError, axes, base_name
 
 
 def create(path: Path, store_root: Path) -> tuple[Store, str, int]:
@@ -31,12 +42,21 @@ def create(path: Path, store_root: Path) -> tuple[Store, str, int]:
     from sweepmap.sweepfile import sweep_name
 
     text, config = load_sweep(path)  # before the store exists: a bad file leaves nothing behind
+    points = all_points(config)
     store = Store(store_root)
     name = sweep_name(path, config)
-    made = store.create_sweep(name, text, config, all_points(config))
+    made = store.create_sweep(name, text, config, points)
     total = store.total(name)
-    verb = "created" if made else "resuming"
-    print(f"{verb} sweep {name} ({total} runs) in {store.root}")
+    for axis in axes(config):
+        if len(axis.levels) > 1:
+            print(f"  {axis.describe()}")
+    cap = f" (run_cap {config['run_cap']})" if config.get("run_cap") else ""
+    print(f"{'created' if made else 'resuming'} sweep {name}: {total} runs{cap} in {store.root}")
+    for other in store.sweeps():
+        if other.name != name and base_name(other.name) == base_name(name):
+            done = f"{store.counts(other.name)['finished']}/{store.total(other.name)} finished"
+            print(f"  note: an earlier version of this file is sweep {other.name} ({done});"
+                  " this content is a new sweep")  # fmt: skip
     return store, name, total
 
 
@@ -44,6 +64,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     procs = spawn_agents(args.store, args.agents, args.mode, args.retry_failed)
     try:
         store, name, total = create(args.sweep_file, args.store)
+        from localsweep.preflight import effective_mode
+
+        mode, why = effective_mode(store.sweep(name).config, args.mode, Path.cwd())
         reaped = store.reap(name)
         if reaped:
             print(f"marked {len(reaped)} run(s) of dead agents as crashed; they run again now")
@@ -52,19 +75,53 @@ def cmd_run(args: argparse.Namespace) -> int:
         dismiss(procs[agents:])
         procs = procs[:agents]
         if left == 0:
-            c = store.counts(name)
-            print(f"sweep {name} is complete: {c['finished']} finished, {c['failed']} failed;"
-                  " nothing to run")  # fmt: skip
-            return 0
+            return _complete(store, name, total)
         logs = store.root / "logs" / name
-        print(f"{left} run(s) to go with {agents} agent(s), mode {args.mode}; logs in {logs}")
+        print(f"{left} run(s) to go with {agents} agent(s), mode {mode}"
+              + (f" ({why})" if why else "") + f"; logs in {logs}")  # fmt: skip
+        stop = Stop(procs)  # before release: no signal can leave a released agent orphaned
         release(procs, store.root, name)
     except BaseException:
         dismiss(procs)
         raise
-    code = watch(procs, store, name, total)
+    try:
+        seen = watch(procs, store, name, total, stop)
+    finally:
+        stop.restore()
+    crashed = store.reap(name)  # runs of agents that had to be killed
+    for line in dict.fromkeys(seen.refusals):
+        print(line, file=sys.stderr)
     print(counts_line(store, name, total))
+    code = exit_code(store, name, total, stop, seen.refusals)
+    if code > 128:
+        print(f"stopped by {stop_name(stop.signum)}; {len(crashed)} more run(s) marked crashed")
+    if code not in (EXIT_OK, EXIT_USAGE):
+        print(f"resume with: {resume_command(args)}")
     return code
+
+
+def _complete(store: Store, name: str, total: int) -> int:
+    c = store.counts(name)
+    if c["finished"] >= total:
+        print(f"sweep {name} is complete: {c['finished']}/{total} finished; nothing to run")
+        return EXIT_OK
+    print(f"sweep {name}: nothing left to run, but only {c['finished']}/{total} points finished "
+          f"({c['failed']} failed); run them again with --retry-failed")  # fmt: skip
+    return EXIT_FAILED
+
+
+def stop_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    words = ["python", "-m", "localsweep", "run", str(args.sweep_file), "--store", str(args.store)]
+    words += ["--agents", str(args.agents)] + (
+        ["--mode", args.mode] if args.mode != "inprocess" else []
+    )
+    return shlex.join(words + (["--retry-failed"] if args.retry_failed else []))
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -78,12 +135,18 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = Store(args.store)
+    store = Store(args.store, create=False)  # a folder with no store: said, nothing made
     names = [args.sweep] if args.sweep else [s.name for s in store.sweeps()]
+    if not names:
+        print(f"no sweeps in {store.path}")
     for name in names:
         store.sweep(name)  # a clear KeyError for an unknown name
         print(counts_line(store, name, store.total(name)))
-    return 0
+        ended = [r for r in store.runs(name) if r.state in NOT_DONE]
+        for run in sorted(ended, key=lambda r: r.ended or 0)[-5:]:
+            why = run.summary.get("failure") or "no reason recorded"
+            print(f"  {run.state}: {run.id}: {why} (log: {run.log_path})")
+    return EXIT_OK
 
 
 def parser() -> argparse.ArgumentParser:
@@ -130,21 +193,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    load_dotenv(Path.cwd() / ".env", override=False)
+    load_env_file()
     # No wandb server here: runs log offline unless the user chose otherwise (.env or shell).
     os.environ.setdefault("WANDB_MODE", "offline")
     args = parser().parse_args(argv)
     if getattr(args, "agents", 1) < 1:
         print("localsweep: --agents must be >= 1", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         return int(args.func(args))
     except SweepError as err:
         print(f"localsweep: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyError as err:
         print(f"localsweep: {err.args[0]}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
     finally:
         # The process ends next: its last garbage collection would walk every object that
         # wandb's engine and scipy made, ~0.3 s at the end of each `run`. Frozen, the OS frees them.

@@ -17,8 +17,9 @@ with warnings.catch_warnings():
 
     import sweeps
 
+from localsweep import preflight
 from sweepmap.config import Config, ConfigError
-from sweepmap.sweepfile import SweepError, first_line, looks_numeric, read_sweep
+from sweepmap.sweepfile import SweepError, axes, decode, grid_size, looks_numeric, read_sweep
 
 # Grid points are enumerated up to this many; a larger grid is a typo, not a study.
 MAX_GRID = 10_000
@@ -31,34 +32,23 @@ def load_sweep(path: Path | str) -> tuple[str, dict[str, Any]]:
     return text, config
 
 
-def check_sweep(config: dict[str, Any], where: str = "sweep") -> None:
-    """wandb's schema check, the grid enumeration, and every point as a train.py Config."""
-    # The engine's own list of violations drops where they are; its validator keeps the path.
-    errors = sorted(schema_validator.iter_errors(config), key=lambda e: len(e.absolute_path))
-    if errors:
-        key = ".".join(str(p) for p in errors[0].absolute_path) or "top level"
-        raise SweepError(f"{where}: {key}: {errors[0].message}")
+def check_sweep(config: dict[str, Any], where: str = "sweep", cwd: Path | None = None) -> None:
+    """Everything about the file that can be known before a run: wandb's schema, what a grid
+    study allows, the program, command and metric, and every point as a train.py Config."""
+    cwd = cwd or Path.cwd()
     try:
-        violations = sweeps.schema_violations_from_proposed_config(config)
-    except ValueError as err:
-        violations = [str(err)]
-    if violations:
-        raise SweepError(f"{where}: parameters: {violations[0]}")
-    if config.get("method") != "grid":
-        raise SweepError(f"{where}: method: {config.get('method')!r}: sweepmap studies use grid")
-    for name, spec in config.get("parameters", {}).items():
-        for key in ("value", "values"):
-            values = spec.get(key) if key == "values" else [spec.get(key)]
-            for v in values or []:
-                if isinstance(v, str) and looks_numeric(v):
-                    raise SweepError(
-                        f"{where}: parameters.{name}.{key}: {v!r} is a string; PyYAML reads "
-                        f"'1e-3' as text: write 1.0e-3"
-                    )
-    try:
+        _check_grid_study(config)
+        _check_schema(config)
+        if grid_size(config) > MAX_GRID:  # counted from the levels: nothing is enumerated
+            raise SweepError(f"parameters: {grid_size(config):,} grid points; at most {MAX_GRID:,}")
         points = all_points(config)
-    except ValueError as err:
-        raise SweepError(f"{where}: {first_line(err)}") from None
+        preflight.check_program(config, cwd)
+        preflight.check_metric(config, cwd)
+        preflight.check_command(config, points[0] if points else {}, cwd)
+    except SweepError as err:
+        raise SweepError(f"{where}: {err}") from None
+    if not preflight.runs_train_py(config, cwd):
+        return  # another program's parameters are its own business
     for point in points:
         try:
             Config.from_mapping(point)
@@ -66,17 +56,63 @@ def check_sweep(config: dict[str, Any], where: str = "sweep") -> None:
             raise SweepError(f"{where}: parameters: {err}") from None
 
 
+def _check_grid_study(config: dict[str, Any]) -> None:
+    """The keys a one-budget grid study refuses, with the reason, before the schema speaks."""
+    method = config.get("method")
+    if method in ("random", "bayes"):
+        raise SweepError(
+            f"method: {method}: localsweep runs grids only. A heatmap needs every cell of "
+            "the grid, trained at one budget; scan with `wandb sweep`, then write a grid "
+            "of the pair that matters"
+        )
+    if "early_terminate" in config:
+        raise SweepError(
+            "early_terminate: refused in a grid study: stopped runs would mix training "
+            "budgets in one heatmap (one heatmap = one budget)"
+        )
+    for name, spec in (config.get("parameters") or {}).items():
+        if isinstance(spec, dict) and "parameters" in spec:
+            raise SweepError(f"parameters.{name}: nested parameters; use flat keys")
+        for key in ("value", "values"):
+            values = spec.get(key) if key == "values" else [spec.get(key)]
+            if not isinstance(values, list):
+                continue
+            for v in values:
+                if isinstance(v, str) and looks_numeric(v):
+                    raise SweepError(
+                        f"parameters.{name}.{key}: {v!r} is a string; PyYAML reads "
+                        "'1e-3' as text: write 1.0e-3"
+                    )
+            repeated = [v for i, v in enumerate(values) if v in values[:i]]
+            if repeated:
+                raise SweepError(f"parameters.{name}.values: {repeated[0]!r} is listed twice")
+
+
+def _check_schema(config: dict[str, Any]) -> None:
+    cap = config.get("run_cap")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise SweepError(f"run_cap: {cap!r}: expected a whole number >= 1")
+    # The backend takes run_cap; the engine's schema (sweeps 0.2.0) does not know it.
+    config = {k: v for k, v in config.items() if k != "run_cap"}
+    # The engine's own list of violations drops where they are; its validator keeps the path.
+    errors = sorted(schema_validator.iter_errors(config), key=lambda e: len(e.absolute_path))
+    if errors:
+        key = ".".join(str(p) for p in errors[0].absolute_path) or "top level"
+        raise SweepError(f"{key}: {errors[0].message}")
+    try:
+        violations = sweeps.schema_violations_from_proposed_config(config)
+    except ValueError as err:
+        violations = [str(err)]
+    if violations:
+        raise SweepError(f"parameters: {violations[0]}")
+    if config.get("method") != "grid":
+        raise SweepError(f"method: {config.get('method')!r}: sweepmap studies use grid")
+    axes(config)  # a grid parameter of a kind the engine would refuse only when enumerating
+
+
 def all_points(config: dict[str, Any]) -> list[dict[str, Any]]:
-    runs = sweeps.next_runs(config, [], validate=False, n=MAX_GRID + 1)
-    points = [_flat(r.config) for r in runs if r is not None]
-    if len(points) > MAX_GRID:
-        raise ValueError(f"grid has more than {MAX_GRID} points")
-    return points
-
-
-def grid_size(config: dict[str, Any]) -> int:
-    return len(all_points(config))
-
-
-def _flat(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v["value"] for k, v in config.items()}
+    """The grid in the engine's order, capped by `run_cap` as the backend caps a sweep."""
+    cap = int(config.get("run_cap") or MAX_GRID)
+    engine = {k: v for k, v in config.items() if k != "run_cap"}
+    runs = sweeps.next_runs(engine, [], validate=False, n=min(cap, MAX_GRID))
+    return [decode(r.config) for r in runs if r is not None]

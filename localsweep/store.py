@@ -23,7 +23,11 @@ from typing import Any
 
 DB_NAME = "store.db"
 ACTIVE = ("pending", "running")
-STATES = ("pending", "running", "finished", "failed", "crashed")
+# error: could not run for a reason of the environment; crashed: interrupted or its agent died.
+# Both run again on the next plain run; failed (on its own merits) only with --retry-failed.
+STATES = ("pending", "running", "finished", "failed", "error", "crashed")
+NOT_DONE = ("failed", "error", "crashed")
+RERUN = ("error", "crashed")
 # A run whose agent has not written a heartbeat for this long is taken for dead, even when
 # its pid cannot be checked (another host, another pid namespace).
 STALE_AFTER_S = 60.0
@@ -76,10 +80,14 @@ class Run:
 class Store:
     """All reads and writes of the local store; one instance per process (or thread)."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, create: bool = True) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / DB_NAME
+        if not create and not self.path.is_file():
+            raise KeyError(
+                f"no store in {self.root} (no {DB_NAME}); `localsweep run FILE` makes one"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in claims).
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self.db.row_factory = sqlite3.Row
@@ -124,7 +132,10 @@ class Store:
                 "INSERT OR IGNORE INTO points VALUES (?, ?, ?)",
                 [(name, i, json.dumps(p)) for i, p in enumerate(points)],
             )
-            return cur.rowcount == 1
+            made = cur.rowcount == 1
+            if not made:  # the same config: a comment-only edit still changes the question
+                db.execute("UPDATE sweeps SET yaml = ? WHERE name = ?", (yaml_text, name))
+            return made
 
     def sweep(self, name: str) -> Sweep:
         row = self.db.execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
@@ -175,20 +186,33 @@ class Store:
         row = self.db.execute("SELECT COUNT(*) FROM points WHERE sweep = ?", (sweep,)).fetchone()
         return int(row[0])
 
+    def unstarted(self, sweep: str) -> int:
+        """Grid points that no run of any state has taken yet."""
+        taken = {_key(r.config) for r in self.runs(sweep)}
+        return sum(_key(p) not in taken for p in self.points(sweep))
+
     def remaining(self, sweep: str, retry_failed: bool = False) -> int:
         """Grid points without a finished (or failed, unless retried) or active run."""
-        return len(self._free(sweep, retry_failed))
+        return len(self._free(sweep, retry_failed, None))
 
-    def _free(self, sweep: str, retry_failed: bool) -> list[dict[str, Any]]:
-        skip = ("crashed", "failed") if retry_failed else ("crashed",)
-        taken = {_key(r.config) for r in self.runs(sweep) if r.state not in skip}
+    def _free(self, sweep: str, retry_failed: bool, since: float | None) -> list[dict[str, Any]]:
+        """Points free to claim. A run that errored or crashed frees its point again, unless it
+        ended after `since` (the claiming agent's start): each point gets one try per run."""
+        rerun = (*RERUN, "failed") if retry_failed else RERUN
+        taken = {
+            _key(r.config)
+            for r in self.runs(sweep)
+            if r.state not in rerun or (since is not None and (r.ended or 0) >= since)
+        }
         return [p for p in self.points(sweep) if _key(p) not in taken]
 
-    def claim(self, sweep: str, run_id: str, retry_failed: bool = False) -> Run | None:
+    def claim(
+        self, sweep: str, run_id: str, retry_failed: bool = False, since: float | None = None
+    ) -> Run | None:
         """Take the next grid point for this process, or None when the grid is exhausted."""
         with self._write() as db:
             self._reap(db, sweep)
-            free = self._free(sweep, retry_failed)
+            free = self._free(sweep, retry_failed, since)
             if not free:
                 if not self.total(sweep):
                     self.sweep(sweep)  # a clear KeyError for an unknown name

@@ -12,7 +12,7 @@ from bench import packing
 from bench.facts import startup_floor
 from bench.report import fit_line, max_difference, report, scaling_section
 from bench.sweep_throughput import Measurement, bench_env, measure, median_run, smaller_grids
-from localsweep.grid import grid_size
+from sweepmap.sweepfile import grid_size
 from tests.conftest import write_sweep
 
 

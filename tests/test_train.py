@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from wandb.sdk.lib.config_util import save_config_file_from_dict
 
-from agents.contract import build_command
+from agents.contract import render_command
 from sweepmap import keys
 from sweepmap.record import read_record
 
@@ -21,8 +21,10 @@ def agent_run(tmp_path: Path, env: dict[str, str], point: dict, run_id: str, com
     """Param file, WANDB_RUN_ID and `/usr/bin/env python train.py --k=v ...`, as the agent does."""
     params = tmp_path / "wandb" / "sweep-local" / f"config-{run_id}.yaml"
     save_config_file_from_dict(str(params), {k: {"value": v} for k, v in sorted(point.items())})
-    argv = build_command(
-        {"program": "train.py", **({"command": command} if command else {})}, point
+    argv = render_command(
+        {"program": "train.py", **({"command": command} if command else {})},
+        point,
+        params.with_suffix(".json"),
     )
     env = {
         **env,

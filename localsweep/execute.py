@@ -1,0 +1,140 @@
+"""How a local agent runs one claimed grid point: in this process, or one process per run.
+
+Both give the same `Outcome` (sweepmap/outcome.py) and the same files:
+- `inprocess` (the fast one, for train.py): like `wandb.agent(function=...)`, this process has
+  imported torch and loaded the data once, keeps wandb's service alive, and calls
+  `train.run_point` with the run's identity as `wandb.init` arguments;
+- `process`: the sweep's command, rendered as `wandb agent` renders it, the identity as
+  variables; the outcome is read back from the run's record (or, for a program that keeps
+  none, from its exit code).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agents.contract import RunIdentity, local_identity, render_command, write_params
+from localsweep.store import Run, Store
+from sweepmap import keys
+from sweepmap.outcome import (
+    EXIT_ENVIRONMENT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Interrupted,
+    Outcome,
+)
+from sweepmap.record import read_record
+
+# A child asked to stop (it got the same signal) has this long to end its wandb run.
+STOP_GRACE_S = 20.0
+Execute = Callable[[Run], Outcome]
+
+
+def run_log(store: Path, sweep: str, run_id: str) -> Path:
+    return store / "logs" / sweep / f"{run_id}.log"
+
+
+class InProcess:
+    def __init__(self, store: Store, sweep: str) -> None:
+        from agents.warm import once_per_agent, warm_up_training
+
+        warm_up_training()  # torch and the model code, imported once per agent
+        import train
+
+        self.settings = once_per_agent()
+        self.store, self.sweep, self.train = store, sweep, train
+
+    def __call__(self, run: Run) -> Outcome:
+        from sweepmap.record import Record
+
+        me = local_identity(self.store.root, self.sweep, run.id)
+        write_params(me.param_path, run.config)
+
+        def on_epoch(metrics: dict[str, Any]) -> None:
+            self.store.log_epoch(run.id, int(metrics[keys.EPOCH]), metrics)
+
+        log = run_log(self.store.root, self.sweep, run.id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            log.open("a") as out,
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(out),
+        ):
+            init = me.init_kwargs(self.settings)
+            record = Record(me.record_path)
+            return self.train.run_point(run.config, init=init, on_epoch=on_epoch, record=record)
+
+
+class Process:
+    def __init__(self, store: Store, sweep: str, config: Mapping[str, Any], cwd: Path) -> None:
+        self.store, self.sweep, self.config, self.cwd = store, sweep, config, cwd
+
+    def __call__(self, run: Run) -> Outcome:
+        from agents.proc import start_logged
+
+        me = local_identity(self.store.root, self.sweep, run.id)
+        write_params(me.param_path, run.config)
+        env = me.env()
+        env.setdefault("SWEEPMAP_THREADS", os.environ.get("SWEEPMAP_THREADS", "1"))
+        argv = render_command(self.config, run.config, me.param_path.with_suffix(".json"))
+        log = run_log(self.store.root, self.sweep, run.id)
+        proc = start_logged(argv, env, log, self.cwd)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt as err:
+            _stop(proc, err)
+            raise
+        return self._outcome(me, code, log)
+
+    def _outcome(self, me: RunIdentity, code: int, log: Path) -> Outcome:
+        history, state, summary = read_record(me.record_path)
+        for metrics in history:
+            self.store.log_epoch(me.run_id, int(metrics[keys.EPOCH]), metrics)
+        if state is not None:
+            # train.py's record; a config error there means the command, not the grid point
+            # (every point was validated at create): an error of the environment.
+            return Outcome("error" if state == "invalid" else state, summary, code)
+        return from_exit_code(code, _last_line(log))
+
+
+def from_exit_code(code: int, last_line: str) -> Outcome:
+    """The outcome of a program that kept no record (not train.py, or killed before it could)."""
+    if code == EXIT_OK:
+        return Outcome("finished", {}, code)
+    if code < 0 or code > 128:
+        signum = -code if code < 0 else code - 128
+        name = signal.Signals(signum).name if signum in set(signal.Signals) else str(signum)
+        return Outcome.failure("crashed", f"killed by {name}", 128 + signum)
+    env = code in (EXIT_USAGE, EXIT_ENVIRONMENT) or last_line.startswith(
+        ("ModuleNotFoundError", "ImportError", "FileNotFoundError")
+    )
+    reason = f"exit code {code}: {last_line or 'no output'}"
+    return Outcome.failure("error" if env else "failed", reason, code if code else EXIT_FAILED)
+
+
+def _stop(proc: subprocess.Popen[bytes], err: KeyboardInterrupt) -> None:
+    """Pass the signal on (a child in our process group may have had it already), wait."""
+    signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""

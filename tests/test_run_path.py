@@ -1,0 +1,194 @@
+"""One path from a grid point to a run: sweeps that fail loudly and never substitute.
+
+Everything here runs `python -m localsweep` as a real process, as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from localsweep.store import Store
+from sweepmap.sweepfile import read_sweep, sweep_name
+
+from .conftest import ROOT, run_py, write_sweep
+from .test_localsweep import _processes_with, start, wait_for
+
+
+def localsweep(args: list[str], env: dict[str, str], cwd: Path = ROOT, timeout: float = 300):
+    return run_py(["-m", "localsweep", *args], env, cwd=cwd, timeout=timeout)
+
+
+def edit(path: Path, parameters: dict) -> None:
+    """Set parameter specs as they are (write_sweep wraps scalars and lists)."""
+    config = yaml.safe_load(path.read_text())
+    config["parameters"].update(parameters)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def name_of(path: Path) -> str:
+    return sweep_name(path, read_sweep(path)[1])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_runner_alone_stops_its_agents(wandb_env, tmp_path, signum) -> None:
+    sweep = write_sweep(tmp_path / "long.yaml", {"seed": [0, 1, 2, 3], "epochs": 40})
+    store_dir = tmp_path / "store"
+    runner = start(["run", str(sweep), "--store", str(store_dir), "--agents", "2"], wandb_env)
+    store = Store(store_dir)
+    name = name_of(sweep)
+    wait_for(lambda: store_dir.exists() and store.counts(name)["running"] == 2, what="2 runs")
+    os.kill(runner.pid, signum)  # the runner alone, not its group: a scheduler's stop
+    out, _ = runner.communicate(timeout=30)
+    assert runner.returncode == 128 + signum, out
+    time.sleep(5)
+    assert not _processes_with(str(store_dir), "cmdline"), "agents left training"
+    counts = store.counts(name)
+    assert counts["crashed"] == 2 and counts["running"] == counts["pending"] == 0, counts
+    assert f"resume with: python -m localsweep run {sweep}" in out
+
+
+def test_a_sweep_whose_data_is_missing_stops_at_once(wandb_env, tmp_path) -> None:
+    sweep = write_sweep(
+        tmp_path / "g.yaml", {"seed": [0, 1], "dataset": "gestures", "model": "gru", "epochs": 1}
+    )
+    store_dir = tmp_path / "store"
+    env = {**wandb_env, "SWEEPMAP_DATA_DIR": str(tmp_path / "nothing"), "WANDB_BASE_URL": ""}
+    began = time.monotonic()
+    proc = localsweep(["run", str(sweep), "--store", str(store_dir), "--agents", "2"], env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert time.monotonic() - began < 10
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SWEEPMAP_GESTURES_ZIP" in lines[0], proc.stderr
+    assert Store(store_dir).runs(name_of(sweep)) == []  # no run, no point marked failed
+    assert not (store_dir / "wandb").exists() and not (tmp_path / "nothing").exists()
+
+
+def test_another_program_really_runs(wandb_env, tmp_path) -> None:
+    (tmp_path / "mine.py").write_text(
+        "import os, sys\n"
+        "open(os.environ['WANDB_RUN_ID'] + '.ran', 'w').write(' '.join(sys.argv[1:]))\n"
+    )
+    sweep = write_sweep(tmp_path / "m.yaml", {"lr": [1.0e-3, 1.0e-2]}, program="mine.py")
+    proc = localsweep(["run", str(sweep), "--store", "store"], wandb_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mode process (the sweep's program is mine.py" in proc.stdout
+    ran = sorted(p.read_text() for p in tmp_path.glob("*.ran"))
+    assert ran == ["--lr=0.001", "--lr=0.01"]
+
+
+def test_a_missing_program_is_refused(wandb_env, tmp_path) -> None:
+    sweep = write_sweep(tmp_path / "m.yaml", {"lr": [1.0e-3, 1.0e-2]}, program="my_train.py")
+    proc = localsweep(["run", str(sweep), "--store", "store"], wandb_env, cwd=tmp_path)
+    assert proc.returncode == 2 and "program: my_train.py: no such file" in proc.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_failures_show_as_they_happen_and_the_exit_code_says_so(wandb_env, tmp_path) -> None:
+    sweep = write_sweep(
+        tmp_path / "nan.yaml",
+        {"lr": 1.0e10, "optimizer": "sgd", "batchnorm": False, "seed": [0, 1], "epochs": 2},
+    )
+    store_dir = tmp_path / "store"
+    proc = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env)
+    assert proc.returncode == 1, proc.stdout
+    runs = Store(store_dir).runs(name_of(sweep))
+    assert [r.state for r in runs] == ["failed", "failed"]
+    for run in runs:  # one line each: state, run id, grid point, reason, log
+        line = next(ln for ln in proc.stdout.splitlines() if run.id in ln and "failed:" in ln)
+        assert "seed=" in line and "loss is" in line and str(run.log_path) in line
+    again = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env)
+    assert again.returncode == 1 and "--retry-failed" in again.stdout
+
+
+def test_an_environment_failure_runs_again_and_an_own_failure_does_not(wandb_env, tmp_path):
+    """A program that cannot import a module is the environment's fault: the next plain run
+    tries again. One that raises on its own stays failed until --retry-failed."""
+    (tmp_path / "prog.py").write_text(
+        "import sys\n"
+        "if '--kind=env' in sys.argv:\n    import helper_not_yet_there\n"
+        "else:\n    raise ValueError('diverged')\n"
+    )
+    sweep = write_sweep(tmp_path / "p.yaml", {"kind": ["env", "own"]}, program="prog.py")
+    store_dir = tmp_path / "store"
+    first = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env, cwd=tmp_path)
+    assert first.returncode == 1
+    store = Store(store_dir)
+    states = {r.config["kind"]: r.state for r in store.runs(name_of(sweep))}
+    assert states == {"env": "error", "own": "failed"}, first.stdout
+    (tmp_path / "helper_not_yet_there.py").write_text("")
+    second = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env, cwd=tmp_path)
+    assert second.returncode == 1  # "own" still failed
+    finished = [r.config["kind"] for r in store.runs(name_of(sweep)) if r.state == "finished"]
+    assert finished == ["env"]
+
+
+def test_status_of_a_folder_with_no_store_creates_nothing(wandb_env, tmp_path) -> None:
+    proc = localsweep(["status", "--store", str(tmp_path / "none")], wandb_env)
+    assert proc.returncode == 2 and "no store in" in proc.stderr
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "params", "needle"),
+    [
+        ({"command": ["${env}", "${interpreter}", "${program}", "${argz}"]}, {}, "${argz}"),
+        ({"metric": {"name": "val/acuracy", "goal": "maximize"}}, {}, "did you mean val/accuracy"),
+        ({"early_terminate": {"type": "hyperband", "min_iter": 1}}, {}, "one budget"),
+        ({"method": "random"}, {}, "grids only"),
+        ({}, {"opt": "nested"}, "use flat keys"),
+        ({}, {"seed": [0, 0, 1]}, "0 is listed twice"),
+        (
+            {},
+            {f"p{i}": list(range(10)) for i in range(6)},
+            "2,000,000 grid points; at most 10,000",
+        ),
+    ],
+)
+def test_sweep_keys_are_honoured_or_refused_in_one_line(
+    wandb_env, tmp_path, extra, params, needle
+) -> None:
+    sweep = write_sweep(tmp_path / "x.yaml", {"seed": [0, 1], **params}, **extra)
+    if "opt" in params:
+        edit(sweep, {"opt": {"parameters": {"lr": {"value": 0.1}}}})
+    proc = localsweep(["create", str(sweep), "--store", str(tmp_path / "s")], wandb_env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = proc.stderr.strip()
+    assert needle in line and "\n" not in line and "Traceback" not in line, line
+    assert not (tmp_path / "s").exists()
+
+
+def test_create_shows_the_axes_the_cap_the_name_and_earlier_versions(wandb_env, tmp_path):
+    sweep = write_sweep(tmp_path / "q.yaml", {"seed": [0, 1]}, name="dropout study", run_cap=5)
+    edit(sweep, {"dropout": {"distribution": "q_uniform", "min": 0.0, "max": 0.3, "q": 0.1}})
+    text = sweep.read_text()
+    store = str(tmp_path / "s")
+    proc = localsweep(["create", str(sweep), "--store", store], wandb_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "dropout (q_uniform): 0.0, 0.1, 0.2" in proc.stdout  # 0.3 is the engine's dropped max
+    assert "created sweep dropout_study-" in proc.stdout and "5 runs (run_cap 5)" in proc.stdout
+    sweep.write_text(text.replace("run_cap: 5", "run_cap: 6"))
+    edited = localsweep(["create", str(sweep), "--store", store], wandb_env)
+    assert "an earlier version of this file is sweep dropout_study-" in edited.stdout
+    assert "(0/5 finished)" in edited.stdout
+
+
+def test_the_runner_leaves_no_agent_when_it_is_killed(wandb_env, tmp_path) -> None:
+    sweep = write_sweep(tmp_path / "long.yaml", {"seed": [0, 1], "epochs": 40})
+    store_dir = tmp_path / "store"
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "localsweep", "run", str(sweep), "--store", str(store_dir)],
+        cwd=ROOT, env=wandb_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    store = Store(store_dir)
+    wait_for(lambda: store_dir.exists() and store.counts(name_of(sweep))["running"] == 1)
+    runner.kill()  # SIGKILL: no handler runs
+    runner.wait()
+    wait_for(lambda: not _processes_with(str(store_dir), "cmdline"), 10, "the agent to die")
