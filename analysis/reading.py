@@ -228,7 +228,14 @@ def finding(g: Guarded, r: MetricResult) -> str:
     row = r.anova.row("x:y")
     effect = f"({g.x} x {g.y}: {r.anova.effect()})"
     if row is None or math.isnan(row["p"]):
-        text = f"best {g.x} per {g.y}: {listing}; the interaction is not tested"
+        why = "a cell has < 2 seeds" if "seeds per cell" in str(r.anova.reason) else "see below"
+        same = len({a for _, a in per}) == 1
+        text = (
+            f"the best {g.x} is {g.label(g.x, per[0][1])} for every {g.y}"
+            if same
+            else f"best {g.x} per {g.y}: {listing}"
+        )
+        text += f"; whether that depends on the {g.y} is not tested ({why})"
     elif row["p"] < ALPHA and len({a for _, a in per}) > 1:
         text = f"the best {g.x} depends on the {g.y}: {listing} {effect}"
     elif row["p"] < ALPHA:

@@ -124,17 +124,17 @@ def render_report(
     fig = plt.figure(figsize=A4)
     r = results[0]
     try:
+        # Text first: a refusal (a note too long) comes before any plot is drawn.
         _header(fig, g, r)
         _body(fig, g, results, command, note)
+        _plots(fig, g, results)
     except BaseException:
         plt.close(fig)
         raise
     return fig
 
 
-def _body(
-    fig: Figure, g: Guarded, results: list[MetricResult], command: str, note: str | None
-) -> None:
+def _plots(fig: Figure, g: Guarded, results: list[MetricResult]) -> None:
     r = results[0]
     # Row A: the primary metric, large, beside its interaction plot (legend underneath).
     draw_heatmap(fig.add_axes(_rect(0.95, 6.9, 3.75, 2.8)), g, r, fontsize=7)
@@ -144,9 +144,15 @@ def _body(
     others = results[1:3]
     for k, other in enumerate(others):
         left = 0.95 if len(others) == 2 else 2.6
-        draw_heatmap(fig.add_axes(_rect(left + 4.1 * k, 4.0, 3.0, 2.05)), g, other, fontsize=5.5)
+        draw_heatmap(fig.add_axes(_rect(left + 4.1 * k, 4.3, 3.0, 1.7)), g, other, fontsize=5.5)
 
-    top = 3.55
+
+def _body(
+    fig: Figure, g: Guarded, results: list[MetricResult], command: str, note: str | None
+) -> None:
+    """The text under the plots, from 3.85 in down; a note that cannot fit is refused."""
+    r = results[0]
+    top = 3.85
     mono = 6.2
     _text(fig, LEFT, top, "Interaction (two-way ANOVA)", fontsize=9, weight="bold")
     left_lines = wrap([*r.anova.lines(), *(["", r.scale.text] if r.scale.text else [])], 66)
@@ -162,8 +168,11 @@ def _body(
     y -= 0.18 + height(checks, 6.0) + 0.1
 
     bottom = 1.05  # the Reproduce block sits below
-    if note:
-        _text(fig, LEFT, y, "Reading (the student's note)", fontsize=9, weight="bold")
+    _text(fig, LEFT, y, "Reading (the student's note)", fontsize=9, weight="bold")
+    if not note:
+        hint = "(none given: python -m analysis report ... --note TEXT or --note-file FILE)"
+        _text(fig, LEFT, y - 0.18, hint, fontsize=7, color="0.45")
+    else:
         # Paragraphs (blank-line separated) are kept; line breaks inside one are not.
         paras = [" ".join(p.split()) for p in note.strip().split("\n\n")]
         room = y - 0.18 - bottom

@@ -76,8 +76,10 @@ def fill(root: Path, epochs_of: dict[str, int] | None = None) -> tuple[str, pd.D
 def test_report_is_one_a4_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fill(tmp_path / "store")
     out = tmp_path / "out"
+    note = tmp_path / "note.txt"
+    note.write_text("The best lr moves with the optimizer.\n\nsgd wants the largest one.")
     argv = ["report", "--store", str(tmp_path / "store"), "--yaml", str(YAML), "--out", str(out)]
-    assert main(argv) == 0
+    assert main([*argv, "--note-file", str(note)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     pdf = Path(lines[-1])
     assert pdf == out / "report.pdf" and pdf.stat().st_size > 10_000
