@@ -25,7 +25,7 @@ from analysis.design import axes_of, choose_metrics
 from analysis.figures import heatmap_figure
 from analysis.guards import apply_guards
 from analysis.labels import is_number
-from analysis.reading import analyse
+from analysis.reading import analyse, finding
 from analysis.report import render_report
 from analysis.table import AnalysisError, Study, build_table, table_from_records
 from localsweep.grid import all_points, check_sweep
@@ -238,6 +238,11 @@ def test_pooled_factor_and_missing_seed_are_said(tmp_path: Path) -> None:
     store_study(tmp_path / "b", config, lambda p: 0.9)
     g = apply_guards(build_table(tmp_path / "b"), "lr", "optimizer")
     assert any(n.startswith("WARNING no seed axis: one run per cell") for n in g.notes)
+    # One run a cell: no CI, no test, no ANOVA, and the page says so rather than failing.
+    r = analyse(g, keys.VAL_ACCURACY)
+    assert r.cells["ci_lo"].isna().all() and not r.ties.tested and r.anova.table is None
+    assert finding(g, r).endswith("is not tested (a cell has < 2 seeds)")
+    plt.close(render_report(g, [r], "python -m analysis report"))
 
 
 def test_interrupted_sweep_counts_every_point_by_its_state(tmp_path: Path) -> None:
