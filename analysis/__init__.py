@@ -1,4 +1,6 @@
-"""Sweep analysis: runs -> tidy table -> guards -> pivot -> heatmap, ANOVA, one-page report.
+"""Sweep analysis: runs -> tidy table (table) -> axes and metrics (design) -> counts and guards
+(counts, guards) -> cells, ANOVA (stats) -> colour range, ties, scale check, finding (reading)
+-> heatmaps (figures), the one-page report (report) -> one folder per call (output).
 
 Knows nothing about training (no torch): it reads run configs and summaries, from the local
 store or from wandb, and the metric keys in `sweepmap.keys`.

@@ -1,4 +1,7 @@
-"""How values read on a figure, and in which order a parameter's values go on an axis."""
+"""How values read on a figure: tick labels (1e-3, not 0.0010000), and one precision per metric.
+
+The order of an axis' levels is `analysis.design.axis_levels`'s business.
+"""
 
 from __future__ import annotations
 

@@ -185,6 +185,8 @@ def scale_check(g: Guarded, metric: str, cells: pd.DataFrame, raw: Anova) -> Sca
     where = f"{near} of {len(means)} cell means within {NEAR} of 0 or 1"
     if not len(means) or near < NEAR_SHARE * len(means):
         return ScaleCheck(f"scale check: {where}: not needed", None, False)
+    if raw.table is None:  # the same reason holds on any scale; it is printed above
+        return ScaleCheck(f"scale check: {where}; not possible: the ANOVA is skipped", None, False)
     result = anova(g, metric, cells, scale=("logit", logit))
     raw_row, row = raw.row("x:y"), result.row("x:y")
     if raw_row is None or row is None:
