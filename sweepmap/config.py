@@ -113,15 +113,13 @@ class Config:
     """
 
     # data
-    dataset: str = _opt(
-        "digits", "digits (offline, bundled), gestures or fashion", choices=DATASETS
-    )
+    dataset: str = _opt("digits", "the data; digits are bundled (offline)", choices=DATASETS)
     split_seed: int = _opt(
         0, "seed of the train/valid split; keep it fixed within a study (digits, gestures)",
         check=lambda v: 0 <= v < SEED_LIMIT, allowed="in [0, 2**32)",
     )  # fmt: skip
     # model
-    model: str = _opt("cnn", "cnn, mlp, cnn1d (sequences), lstm or gru", choices=MODELS)
+    model: str = _opt("cnn", "the model (README: the model table)", choices=MODELS)
     dropout: float = _opt(
         0.0, "dropout before the head (and between layers / after conv blocks)",
         check=lambda v: 0.0 <= v < 1.0, allowed="in [0, 1)",
@@ -132,11 +130,11 @@ class Config:
         2.0, "CNN, CNN1d: factor on the filters per block", **_between(1.0, 4.0)
     )
     kernel_size: int = _opt(
-        3, "CNN, CNN1d: kernel size (odd, so 'same' padding is symmetric; at most the input)",
+        3, "CNN, CNN1d: kernel size (odd: symmetric 'same' padding; at most the input's side)",
         check=lambda v: 1 <= v <= 51 and v % 2 == 1, allowed="an odd integer in 1..51",
     )  # fmt: skip
     block: str = _opt(
-        "plain", "CNN, CNN1d: conv block: plain, residual (plain + skip) or inception",
+        "plain", "CNN, CNN1d: the conv block (residual: plain + skip; inception: 4 branches)",
         choices=BLOCKS,
     )  # fmt: skip
     squeeze_excite: int = _opt(
@@ -157,7 +155,9 @@ class Config:
         **_between(0, 4),
     )  # fmt: skip
     # optimisation
-    optimizer: str = _opt("adam", "sgd (with momentum), adam, adamw or rmsprop", choices=OPTIMIZERS)
+    optimizer: str = _opt(
+        "adam", "the optimizer (sgd and rmsprop with momentum)", choices=OPTIMIZERS
+    )
     lr: float = _opt(1e-3, "learning rate", check=lambda v: v > 0, allowed="> 0")
     momentum: float = _opt(
         0.9, "momentum of sgd and rmsprop", check=lambda v: 0.0 <= v < 1.0, allowed="in [0, 1)"
@@ -249,30 +249,11 @@ class Config:
 
 
 def field_docs() -> dict[str, str]:
-    return {f.name: f.metadata["doc"] for f in dataclasses.fields(Config)}
-
-
-def parse_args(argv: Sequence[str]) -> dict[str, str]:
-    """`--key=value`, `--key value` or a bare `--flag` (True), as the agent's macros pass them."""
-    out: dict[str, str] = {}
-    names = {f.name for f in dataclasses.fields(Config)}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("--") or arg == "--":
-            raise ConfigError(f"argument {arg!r}: expected --key=value")
-        key, sep, value = arg[2:].partition("=")
-        key = key.replace("-", "_")
-        if key not in names:
-            raise ConfigError(_unknown_key(key, sorted(names)))
-        if not sep:
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if nxt is not None and not nxt.startswith("--"):
-                value, i = nxt, i + 1
-            else:
-                value = "True"
-        out[key] = value
-        i += 1
+    """Each key's doc with what it allows (`train.py --help`)."""
+    out = {}
+    for f in dataclasses.fields(Config):
+        allowed = f.metadata["allowed"] or ", ".join(f.metadata["choices"])
+        out[f.name] = f"{f.metadata['doc']} [{allowed}]" if allowed else f.metadata["doc"]
     return out
 
 

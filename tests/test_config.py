@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from sweepmap import args
 from sweepmap.config import (
     INPUT_LAYOUT,
     MODELS_FOR,
@@ -13,10 +14,15 @@ from sweepmap.config import (
     SHORTEST_SIDE,
     Config,
     ConfigError,
-    parse_args,
+    field_docs,
 )
 
 from .conftest import run_py
+
+
+def parse_args(argv: list[str]) -> dict[str, object]:
+    """train.py's command line, as train.py reads it (sweepmap/args.py)."""
+    return args.parse_args(argv, field_docs())
 
 
 def test_agent_style_args_are_coerced() -> None:
