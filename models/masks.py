@@ -95,6 +95,8 @@ class Norm(nn.Module):
             out: Tensor = self.bn(x)
             return out
         steps = rearrange(x, "b c t -> b t c")
-        normed = torch.zeros_like(steps)
-        normed[mask] = self.bn(steps[mask])  # (real steps, C): BatchNorm1d over them alone
+        real = self.bn(steps[mask])  # (real steps, C): BatchNorm1d over them alone
+        # Of real's dtype, whatever autocast made it: index_put wants one dtype on both sides.
+        normed = real.new_zeros(steps.shape)
+        normed[mask] = real
         return rearrange(normed, "b t c -> b c t")

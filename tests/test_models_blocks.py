@@ -207,3 +207,29 @@ def test_every_model_reads_the_layout_the_config_table_gives() -> None:
     # The MLP flattens digits (the image layout comes first) and pools gestures' steps.
     assert layout_of("mlp", "digits") == "image" and layout_of("mlp", "gestures") == "sequence"
     assert layout_of("cnn1d", "digits") == "sequence" and layout_of("cnn", "gestures") is None
+
+
+@pytest.mark.parametrize(
+    ("kw", "info"),
+    [
+        ({"model": "cnn", "block": "inception", "squeeze_excite": 2, "residual": True}, DIGITS),
+        ({"model": "mlp"}, DIGITS),
+        ({"model": "mlp"}, GESTURES),
+        ({"model": "cnn1d", "block": "inception", "squeeze_excite": 2, "pooling": "avg"}, GESTURES),
+        ({"model": "gru", "residual": True, "head_layers": 1}, GESTURES),
+        ({"model": "lstm", "bidirectional": True, "residual": True}, GESTURES),
+    ],
+)
+def test_models_run_under_bf16_autocast(kw: dict[str, Any], info: Info) -> None:
+    # The loop trains with bf16 autocast on CUDA. CPU autocast also runs convs and linears in
+    # bf16 beside fp32 tensors, so a dtype clash in the masking (index_put, masked_fill, the
+    # einsum of bin_means) shows here without a GPU.
+    model = build_model(Config(dataset=info.name, **kw), info)
+    if info.is_sequence:
+        x, lengths = torch.randn(4, 11, 3), torch.tensor([11, 3, 7, 1])
+    else:
+        x, lengths = images(info, 4), None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, lengths)
+    out.float().sum().backward()
+    assert out.shape == (4, info.num_classes) and torch.isfinite(out.float()).all()
