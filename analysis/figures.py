@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -91,8 +92,9 @@ def draw_heatmap(
         pd.DataFrame(mean),
         ax=ax,
         cmap=cmap_for(r.goal),
-        vmin=r.colour.vmin,
-        vmax=r.colour.vmax,
+        norm=LogNorm(r.colour.vmin, r.colour.vmax) if r.colour.log else None,
+        vmin=None if r.colour.log else r.colour.vmin,
+        vmax=None if r.colour.log else r.colour.vmax,
         annot=text,
         fmt="",
         annot_kws={"fontsize": fontsize},
@@ -243,12 +245,12 @@ def heatmap_figure(g: Guarded, r: MetricResult) -> Figure:
     """A standalone heatmap with its legend and the guard results underneath."""
     nx, ny = len(g.x_levels), len(g.y_levels)
     width = max(6.5, 1.25 * nx + 2.5)
-    notes = _notes_text([*legend_lines(g, r), *g.notes], int(width * 13))
+    notes = _notes_text([*legend_lines(g, r), *g.notes], int(width * 16))
     note_h = 0.13 * (notes.count("\n") + 1) + 0.15
-    height = max(3.0, 0.75 * ny + 1.6) + note_h
+    height = max(3.0, 0.75 * ny + 1.85) + note_h
     fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes(
-        (1.2 / width, (note_h + 0.7) / height, 1 - 2.7 / width, 1 - (note_h + 1.2) / height)
+        (1.2 / width, (note_h + 0.7) / height, 1 - 2.7 / width, 1 - (note_h + 1.45) / height)
     )
     draw_heatmap(ax, g, r, fontsize=8)
     fig.suptitle(g.study.name, fontsize=10, y=1 - 0.15 / height, va="top")

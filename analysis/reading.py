@@ -25,6 +25,7 @@ from analysis.stats import Anova, anova, best_cell, pivot
 ALPHA = 0.05
 NEAR = 0.05  # a cell mean this close to 0 or 1 is near the bound of an accuracy
 NEAR_SHARE = 0.25  # the scale check runs when at least this share of cells is near it
+LOG_SPAN = 10.0  # a loss whose cell means span this factor is coloured on a log scale
 EPS = 1e-3  # logit(0) and logit(1) are infinite: accuracies are clipped to [EPS, 1 - EPS]
 
 Cell = tuple[Any, Any]
@@ -37,6 +38,7 @@ class ColourRange:
     clipped: list[Cell]  # cells beyond the range, on the bad side: drawn at its end colour
     mark: str  # ▼ below (goal max) or ▲ above (goal min): the sign in a clipped cell
     how: str  # the legend's sentence
+    log: bool = False  # coloured on a log scale (a loss spanning a factor of LOG_SPAN)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def analyse(g: Guarded, metric: str) -> MetricResult:
     cells = pivot(g, metric)
     goal = g.goal(metric)
     decimals = decimals_for(cells["mean"].dropna())
-    colour = colour_range(cells, g, goal, decimals)
+    colour = colour_range(cells, g, metric, goal, decimals)
     result = anova(g, metric, cells)
     return MetricResult(
         metric,
@@ -92,31 +94,45 @@ def _cell(row: pd.Series, g: Guarded) -> Cell:
     return (row[g.x], row[g.y])
 
 
-def colour_range(cells: pd.DataFrame, g: Guarded, goal: str, decimals: int) -> ColourRange:
+def colour_range(
+    cells: pd.DataFrame, g: Guarded, metric: str, goal: str, decimals: int
+) -> ColourRange:
     """The cell means' range, but a few diverged cells do not get to stretch it: on the bad
     side the range stops at Tukey's fence (Q1 - 1.5 IQR of the cell means for a goal of max,
-    Q3 + 1.5 IQR for min); cells beyond it are drawn at the end colour and marked."""
+    Q3 + 1.5 IQR for min); cells beyond it are drawn at the end colour and marked.
+
+    A loss (>= 0) whose cell means span a factor of LOG_SPAN or more is coloured on a log
+    scale, and fenced there: 0.05 and 0.14 are told apart beside a diverged 2.0, which on a
+    linear scale would leave them one yellow.
+    """
     have = cells[cells["n"] > 0].dropna(subset=["mean"])
-    means = have["mean"]
+    means = have["mean"].astype(float)
     if means.empty:
         return ColourRange(0.0, 1.0, [], "", "colour: no cell has a value")
-    lo, hi = float(means.min()), float(means.max())
-    q1, q3 = (float(q) for q in means.quantile([0.25, 0.75]))
-    clipped: list[Cell] = []
-    mark = "▼" if goal == "max" else "▲"
+    log = bounds(metric) == (0.0, math.inf) and means.min() > 0
+    log = bool(log and means.max() / means.min() >= LOG_SPAN)
+    scaled = np.log10(means) if log else means
+    lo, hi = float(scaled.min()), float(scaled.max())
+    q1, q3 = (float(q) for q in scaled.quantile([0.25, 0.75]))
+    out = pd.Series(False, index=scaled.index)
     if len(means) >= 4:
         if goal == "max" and q1 - 1.5 * (q3 - q1) > lo:
             lo = q1 - 1.5 * (q3 - q1)
-            clipped = [_cell(r, g) for _, r in have[have["mean"] < lo].iterrows()]
+            out = scaled < lo
         elif goal == "min" and q3 + 1.5 * (q3 - q1) < hi:
             hi = q3 + 1.5 * (q3 - q1)
-            clipped = [_cell(r, g) for _, r in have[have["mean"] > hi].iterrows()]
-    span = f"colour: cell means {fmt_fixed(lo, decimals)} to {fmt_fixed(hi, decimals)}"
+            out = scaled > hi
+    if log:
+        lo, hi = 10**lo, 10**hi
+    clipped = [_cell(r, g) for _, r in have[out].iterrows()]
+    mark = "▼" if goal == "max" else "▲"
+    scale = "log colour scale, " if log else ""
+    span = f"colour: {scale}cell means {fmt_fixed(lo, decimals)} to {fmt_fixed(hi, decimals)}"
     if not clipped:
-        return ColourRange(lo, hi, [], mark, f"{span} (their full range)")
+        return ColourRange(lo, hi, [], mark, f"{span} (their full range)", log)
     side, fence = ("below", "Q1-1.5 IQR") if goal == "max" else ("above", "Q3+1.5 IQR")
     how = f"{span}; {len(clipped)} cell(s) {side} it ({fence} of the cell means) marked {mark}"
-    return ColourRange(lo, hi, clipped, mark, how)
+    return ColourRange(lo, hi, clipped, mark, how, log)
 
 
 def tie_set(g: Guarded, metric: str, cells: pd.DataFrame, goal: str, colour: ColourRange) -> Ties:

@@ -112,6 +112,11 @@ def test_diverged_cells_leave_the_colour_range_and_the_tie_family() -> None:
     assert r.ties.left_out == [(1e-1, "adam")]
     # With it out of the pooled variance, 0.95 is told apart from 0.97.
     assert all(a == 1e-1 for a, _ in r.ties.tied)
+    # A loss over a factor of 10 or more: a log colour scale, said in the legend.
+    losses = cells_of(lambda i, j: [0.05, 0.1, 2.0][i] * (1 + 0.2 * j), sd=0.002)
+    r = analyse(planted(losses, keys.VAL_LOSS), keys.VAL_LOSS)
+    assert r.colour.log and r.colour.how.startswith("colour: log colour scale, cell means 0.05")
+    assert not analyse(planted(values), ACC).colour.log
 
 
 def test_scale_check_finds_a_removable_interaction_and_keeps_a_real_one() -> None:
