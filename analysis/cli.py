@@ -141,6 +141,14 @@ def _print(g: Guarded, results: list[MetricResult]) -> None:
     for r in results:
         print(f"finding ({r.metric}, goal {r.goal}): {finding(g, r)}")
         print("\n".join(legend_lines(g, r)[1:]))
+        if r.ties.best is not None:
+            tied = [g.where(a, b, "/") for a, b in r.ties.tied]
+            print(
+                f"tied with the best ({len(tied)} incl. ★ {tied[0]}): {', '.join(tied[1:]) or '-'}"
+            )
+            if r.ties.left_out:
+                out = ", ".join(g.where(a, b, "/") for a, b in r.ties.left_out)
+                print(f"left out of the tie test: {out}")
         print("two-way ANOVA of " + "\n".join(r.anova.lines()))
         if r.scale.text:
             print(r.scale.text)

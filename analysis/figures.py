@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from analysis.design import bounds
 from analysis.guards import Guarded
@@ -107,8 +108,11 @@ def draw_heatmap(
     )
     bar = ax.collections[0].colorbar if colorbar else None
     if bar is not None:
-        bar.ax.tick_params(labelsize=fontsize)
+        bar.ax.tick_params(which="both", labelsize=fontsize)
         bar.ax.yaxis.label.set_fontsize(fontsize)
+        if r.colour.log:  # 0.05, 0.1, 0.5 rather than 5x10^-2 in large print
+            bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            bar.ax.yaxis.set_minor_formatter(NullFormatter())
     # Cell text shrinks to fit its cell (measured now that the colorbar took its share).
     cell_font = min(fontsize, _fit(ax, text, len(g.x_levels), len(y_rows)))
     for t in ax.texts:
@@ -157,8 +161,8 @@ def draw_heatmap(
     ax.set_xlabel(g.x, fontsize=fontsize + 1)
     ax.set_ylabel(g.y, fontsize=fontsize + 1)
     ax.tick_params(labelsize=fontsize, rotation=0)
-    tie = "red: tied with ★ (Tukey HSD)" if r.ties.tested else "★ best (untested)"
-    ax.set_title(f"{r.metric} ({tie})", fontsize=fontsize + 1.5)
+    tie = "★ best, red = tied (Tukey HSD)" if r.ties.tested else "★ best, ties untested"
+    ax.set_title(f"{r.metric}: {tie}", fontsize=fontsize + 1.5)
 
 
 def _fit(ax: Axes, text: np.ndarray, nx: int, ny: int) -> float:
@@ -237,7 +241,13 @@ def legend_lines(g: Guarded, r: MetricResult) -> list[str]:
     return [
         f"cells: mean, [{ci_words(r.metric)}], n = {g.n_counts}; hatched = no finished run",
         r.colour.how,
-        f"★ best mean; red outline: tied with it ({r.ties.family})",
+        f"★ best mean; red outline: tied with it ({r.ties.family}"
+        + (
+            f"; {len(r.ties.left_out)} left out: past the colour range or spread"
+            if r.ties.left_out
+            else ""
+        )
+        + ")",
     ]
 
 

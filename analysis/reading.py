@@ -19,7 +19,7 @@ from scipy.stats import studentized_range
 
 from analysis.design import bounds
 from analysis.guards import Guarded
-from analysis.labels import decimals_for, fmt_fixed
+from analysis.labels import decimals_for, fmt_fixed, fmt_number, is_number
 from analysis.stats import Anova, anova, best_cell, pivot
 
 ALPHA = 0.05
@@ -176,7 +176,7 @@ def tie_set(g: Guarded, metric: str, cells: pd.DataFrame, goal: str, colour: Col
             tied.append(c)
     family = f"Tukey HSD, α={ALPHA}, family: the {len(members)} cells with >= 2 runs"
     if out:
-        family += f" and a common spread ({len(out)} left out: past the colour range or spread)"
+        family += " and a common spread"
     return Ties(top, tied, family, True, out)
 
 
@@ -213,6 +213,12 @@ def scale_check(g: Guarded, metric: str, cells: pd.DataFrame, raw: Anova) -> Sca
     effect = result.effect()
     if before and after:
         verdict = f"{term} holds {on} ({effect})"
+        raw_eta, eta = raw_row["eta2_p"], row["eta2_p"]
+        if eta < raw_eta - 0.1:  # a much weaker interaction: part of it was the ceiling
+            verdict += (
+                f", weaker there (partial η² {fmt_number(raw_eta, 2)} raw): part of it is the "
+                "scale's ceiling"
+            )
     elif before:
         verdict = (
             f"{term} vanishes {on} ({effect}): it may be removable, a ceiling of the scale "
@@ -242,7 +248,9 @@ def finding(g: Guarded, r: MetricResult) -> str:
     per = best_per_level(g, r)
     if not per:
         return f"no cell has a value of {r.metric}"
-    listing = ", ".join(f"{g.label(g.y, b)} {g.label(g.x, a)}" for b, a in per)
+    # "sgd 1e-1" reads as it is; "0.2 128" does not: numeric levels get an arrow.
+    sep = " → " if all(is_number(b) for b, _ in per) else " "
+    listing = ", ".join(f"{g.label(g.y, b)}{sep}{g.label(g.x, a)}" for b, a in per)
     row = r.anova.row("x:y")
     effect = f"({g.x} x {g.y}: {r.anova.effect()})"
     if row is None or math.isnan(row["p"]):

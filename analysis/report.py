@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from analysis.figures import ci_words, draw_heatmap, draw_interaction
 from analysis.guards import Guarded
-from analysis.labels import slug
+from analysis.labels import short_list, slug
 from analysis.reading import MetricResult, finding
 from analysis.table import AnalysisError
 from sweepmap.sweepfile import question
@@ -30,6 +30,7 @@ LEFT, WIDTH = 0.5, 7.27  # the text column, inches
 # 0.6; with a margin so that an estimate never runs past the column.
 EM = {"sans": 0.56, "bold": 0.6, "mono": 0.61}
 LINE = 1.25  # line height in em (matplotlib's 1.2 spacing, and a margin)
+NOTE_MIN = 0.45  # inches the student's note always has, heading included
 
 
 def _rect(
@@ -162,12 +163,20 @@ def _body(
     _text(fig, 4.55, top - 0.18, "\n".join(right_lines), fontsize=mono, family="monospace")
     y = top - 0.18 - height(max(left_lines, right_lines, key=len), mono) - 0.12
 
-    _text(fig, LEFT, y, "Runs and checks", fontsize=9, weight="bold")
-    checks = wrap(g.notes, 145)
-    _text(fig, LEFT, y - 0.18, "\n".join(checks), fontsize=6.0, family="monospace")
-    y -= 0.18 + height(checks, 6.0) + 0.1
-
     bottom = 1.05  # the Reproduce block sits below
+    _text(fig, LEFT, y, "Runs and checks", fontsize=9, weight="bold")
+    # The checks shrink to leave the note at least NOTE_MIN; past 4.5 pt the rest is left to
+    # the terminal, which prints every line of them.
+    room = y - 0.18 - bottom - NOTE_MIN
+    fitted = fit(g.notes, WIDTH, room, (6.0, 4.5), "mono", "    ")
+    if fitted is None:
+        keep = wrap(g.notes, int(WIDTH * 72 / (EM["mono"] * 4.5)))
+        keep = keep[: max(1, int(room / height([""], 4.5)) - 1)]
+        fitted = ([*keep, "… (every check: in this command's terminal output)"], 4.5)
+    checks, size = fitted
+    _text(fig, LEFT, y - 0.18, "\n".join(checks), fontsize=size, family="monospace")
+    y -= 0.18 + height(checks, size) + 0.08
+
     _text(fig, LEFT, y, "Reading (the student's note)", fontsize=9, weight="bold")
     if not note:
         hint = "(none given: python -m analysis report ... --note TEXT or --note-file FILE)"
@@ -213,12 +222,13 @@ def _best_lines(g: Guarded, results: list[MetricResult]) -> list[str]:
         lines.append(f"  {m.metric}: {m.fmt(row['mean'])}{ci} (n={int(row['n'])}, goal {m.goal})")
     others = [c for c in r.ties.tied if c != r.ties.best]
     if r.ties.tested:
-        named = ", ".join(g.where(x, y, "/") for x, y in others) or "none"
-        lines.append(f"tied with it: {len(others)} cell(s): {named}")
+        # The heatmap outlines them all; here a few by name keeps the block to its room.
+        named = short_list([g.where(x, y, "/") for x, y in others], 2) or "none"
+        lines.append(f"tied with it: {len(others)} cell(s), outlined: {named}")
         lines.append(f"  ({r.ties.family})")
         if r.ties.left_out:
-            named = ", ".join(g.where(x, y, "/") for x, y in r.ties.left_out)
-            lines.append(f"  left out of the test: {named}")
+            named = short_list([g.where(x, y, "/") for x, y in r.ties.left_out], 1)
+            lines.append(f"  left out (past the colour range or spread): {named}")
     else:
         lines.append(f"tied with it: {r.ties.family}")
     for m in results[1:]:
