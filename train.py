@@ -16,12 +16,14 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweepmap import keys
 from sweepmap.args import parse_args, read_param_file
 from sweepmap.config import Config, ConfigError, field_docs
 from sweepmap.envfile import load_env_file
+from sweepmap.faults import crash_point
 from sweepmap.outcome import (
     ENVIRONMENT_ERRORS,
     EXIT_ENVIRONMENT,
@@ -30,7 +32,7 @@ from sweepmap.outcome import (
     Outcome,
     interrupt_on,
 )
-from sweepmap.record import Record, record_from_env
+from sweepmap.record import CLAIM_ENV, Record, record_from_env
 
 if TYPE_CHECKING:  # torch, wandb and the data load on demand: --help and bad input are instant
     from data import Dataset
@@ -98,8 +100,6 @@ def _epoch_line(m: Mapping[str, Any], epochs: int) -> str:
 
 
 def _save_artifact(run: Any, state: dict[str, Any]) -> None:
-    from pathlib import Path
-
     import torch
     import wandb
 
@@ -128,77 +128,82 @@ def run_point(
     init: Mapping[str, Any] | None = None,
     on_epoch: EpochFn | None = None,
     record: Record | None = None,
+    claim: Path | None = None,
 ) -> Outcome:
     """One grid point: validate -> load data -> wandb.init -> train -> finish.
 
     The one mapping from what went wrong to the run's state and exit code (sweepmap/outcome.py),
     for `main()`, the in-process wandb agent and the local agent alike. `init` is passed to
-    `wandb.init` (an in-process agent's run identity). A KeyboardInterrupt (Ctrl-C, or SIGTERM
-    through `interrupt_on`) ends the wandb run and the record, then propagates: the caller
-    stops (`Outcome.interrupted` gives its outcome).
+    `wandb.init` (an in-process agent's run identity); `claim`, a file that exists while the
+    run's claim holds, is checked before the run is finished. A KeyboardInterrupt (Ctrl-C, or
+    SIGTERM through `interrupt_on`) ends the record and the wandb run, then propagates: the
+    caller stops (`Outcome.interrupted` gives its outcome).
     """
-    outcome = _run_point(values, init or {}, on_epoch, record)
-    if record is not None:
-        record.end(outcome.state, outcome.summary)
-    return outcome
-
-
-def _run_point(
-    values: Mapping[str, Any], init: Mapping[str, Any], on_epoch: EpochFn | None,
-    record: Record | None,
-) -> Outcome:  # fmt: skip
     from data import DataUnavailable
 
     try:
         cfg = prepare(values)
     except ConfigError as err:
-        return Outcome.failure("invalid", f"config error: {err}", EXIT_USAGE)
+        return _end(None, record, Outcome.failure("invalid", f"config error: {err}", EXIT_USAGE))
     except DataUnavailable as err:
-        return Outcome.failure("error", str(err), EXIT_ENVIRONMENT)
+        return _end(None, record, Outcome.failure("error", str(err), EXIT_ENVIRONMENT))
     import wandb
 
     try:
-        run = wandb.init(config=cfg.to_dict(), job_type="train", **init)
+        run = wandb.init(config=cfg.to_dict(), job_type="train", **(init or {}))
     except Exception as err:  # no server, no credentials, a full disk: nothing trained
-        return Outcome.failure("error", f"wandb.init: {_one_line(err)}", EXIT_ENVIRONMENT)
+        failed = Outcome.failure("error", f"wandb.init: {_one_line(err)}", EXIT_ENVIRONMENT)
+        return _end(None, record, failed)
     epoch = on_epoch if record is None else _both(record.epoch, on_epoch)
     try:
         locked = Config.from_mapping(dict(run.config))
         if locked != cfg:  # the value that trains must be the value that was validated
-            run.finish(exit_code=EXIT_ENVIRONMENT)
-            return Outcome.failure("error", _differences(cfg, locked), EXIT_ENVIRONMENT)
+            failed = Outcome.failure("error", _differences(cfg, locked), EXIT_ENVIRONMENT)
+            return _end(run, record, failed)
         result = train(cfg, run, epoch)
     except KeyboardInterrupt as err:
-        _stopped(run, record, Outcome.interrupted(err))
+        _end(run, record, Outcome.interrupted(err))
         raise
     except Exception as err:
         if type(err) is Exception and not err.args:
             # `wandb.agent` stops a run's thread on Ctrl-C by raising a bare Exception in it
-            # (pyagent._terminate_thread): an interruption, not a failure of the run.
-            _stopped(run, record, Outcome.failure("crashed", "stopped by its agent", 130))
+            # (its agent module's _terminate_thread): an interruption, not a failure.
+            _end(run, record, Outcome.failure("crashed", "stopped by its agent", 130))
             raise
-        return _failed(run, err)
+        traceback.print_exc()
+        return _end(run, record, _from_exception(err))
     if result.failure:
         print(f"run failed: {result.failure}", file=sys.stderr, flush=True)
-        run.finish(exit_code=EXIT_FAILED)
-        return Outcome("failed", result.summary, EXIT_FAILED)
-    run.finish()
-    return Outcome("finished", result.summary)
+    outcome = Outcome("failed" if result.failure else "finished", result.summary,
+                      EXIT_FAILED if result.failure else 0)  # fmt: skip
+    if claim is not None and not claim.exists():
+        # Stalled past the heartbeat timeout, its point went to another agent: not a result.
+        run.summary["superseded"] = True
+        why = "superseded: its claim was reaped while it ran; another agent has the point"
+        outcome = Outcome("superseded", {**result.summary, keys.FAILURE: why}, EXIT_FAILED)
+    return _end(run, record, outcome)
 
 
-def _stopped(run: Any, record: Record | None, outcome: Outcome) -> None:
-    run.finish(exit_code=EXIT_FAILED)
+def _end(run: Any, record: Record | None, outcome: Outcome) -> Outcome:
+    """The outcome goes into the record before the wandb run is finished, and again after:
+    a run killed in between is adopted on resume if wandb's files show it finished, and runs
+    again if they do not (localsweep's reaper), so a point never has two finished runs."""
+    if record is not None and run is not None:
+        record.ending(outcome.state, outcome.summary)
+    crash_point("before-wandb-finish")
+    if run is not None:
+        run.finish(exit_code=outcome.exit_code if outcome.exit_code < 128 else EXIT_FAILED)
+    crash_point("after-wandb-finish")
     if record is not None:
         record.end(outcome.state, outcome.summary)
+    return outcome
 
 
-def _failed(run: Any, err: Exception) -> Outcome:
+def _from_exception(err: Exception) -> Outcome:
     """An exception in training: the environment's (an import, the disk) or the run's own."""
-    traceback.print_exc()
-    env = isinstance(err, ENVIRONMENT_ERRORS)
-    run.finish(exit_code=EXIT_ENVIRONMENT if env else EXIT_FAILED)
-    state, code = ("error", EXIT_ENVIRONMENT) if env else ("failed", EXIT_FAILED)
-    return Outcome.failure(state, _one_line(err), code)
+    if isinstance(err, ENVIRONMENT_ERRORS):
+        return Outcome.failure("error", _one_line(err), EXIT_ENVIRONMENT)
+    return Outcome.failure("failed", _one_line(err), EXIT_FAILED)
 
 
 def _both(first: EpochFn, second: EpochFn | None) -> EpochFn:
@@ -255,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     interrupt_on()
     try:
-        outcome = run_point(values, record=record_from_env())
+        claim = os.environ.get(CLAIM_ENV)
+        outcome = run_point(values, record=record_from_env(), claim=Path(claim) if claim else None)
     except KeyboardInterrupt as err:
         return Outcome.interrupted(err).exit_code
     if outcome.state in ("invalid", "error"):

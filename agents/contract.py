@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import wandb_private
-from sweepmap.record import RECORD_ENV
+from sweepmap.record import CLAIM_ENV, RECORD_ENV
 from sweepmap.sweepfile import encode
 
 # Exit codes of train.py, of every agent and of `localsweep run`.
@@ -54,6 +54,9 @@ class RunIdentity:
     wandb_dir: Path
     param_path: Path
     record_path: Path
+    # Exists while the run's claim holds; the local store's reaper removes it, and a run that
+    # finds it gone at its end was superseded (its point handed to another agent).
+    claim_path: Path
 
     @property
     def tags(self) -> list[str]:
@@ -68,6 +71,7 @@ class RunIdentity:
             "WANDB_TAGS": ",".join(self.tags),
             "WANDB_DIR": str(self.wandb_dir),
             RECORD_ENV: str(self.record_path),
+            CLAIM_ENV: str(self.claim_path),
         }
 
     def init_kwargs(self, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,6 +95,7 @@ def local_identity(store: Path, sweep: str, run_id: str) -> RunIdentity:
         wandb_dir=store,
         param_path=store / "params" / sweep / f"config-{run_id}.yaml",
         record_path=store / "logs" / sweep / f"{run_id}.jsonl",
+        claim_path=store / "claims" / sweep / run_id,
     )
 
 

@@ -11,8 +11,11 @@ cannot do without, stops with one line) and says so once, in one line, on stderr
 from __future__ import annotations
 
 import importlib
+import json
+import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 PINNED = "0.31.0"
@@ -112,3 +115,21 @@ def expand_envvars(template: list[str]) -> list[str]:
     """`${envvar:NAME}` replaced as `wandb agent` does."""
     expand = _needed("wandb.sdk.launch.sweeps.utils", "create_sweep_command")
     return [str(c) for c in expand(list(template))]
+
+
+def offline_run_ended(run_dir: Path) -> bool | None:
+    """Whether wandb's files of a run hold its exit record, read with the pinned wandb's own
+    reader (`wandb leet inspect`, an unstable command); None when it cannot tell."""
+    import wandb
+
+    if wandb.__version__ != PINNED:
+        return None
+    cli = Path(sys.executable).with_name("wandb")
+    try:
+        out = subprocess.run(
+            [str(cli), "leet", "inspect", "--summary", "--json", str(run_dir)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return json.loads(out.stdout).get("exit_code") is not None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None

@@ -4,9 +4,11 @@ python -m localsweep run sweeps/lr_optimizer.yaml --agents 2   # create or resum
 python -m localsweep create sweeps/lr_optimizer.yaml           # like `wandb sweep`
 python -m localsweep agent lr_optimizer-3f4885                 # like `wandb agent`
 python -m localsweep status [lr_optimizer-3f4885]
+python -m localsweep repair                                    # rebuild a damaged store
 
 Exit codes: 0 when every grid point finished; 1 when some did not (failed, error, crashed or
-never run); 2 for bad input (nothing is written); 128 + N when stopped by signal N.
+never run); 2 for bad input (nothing is written); 3 when the store cannot be read or written
+(a corrupt file, a full disk: one line names it); 128 + N when stopped by signal N.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from agents.contract import DEFAULT_STORE
 from localsweep.agent import MODES, main_agent
+from localsweep.rows import NOT_DONE, StoreError
 from localsweep.runner import (
     Stop,
     counts_line,
@@ -29,9 +32,9 @@ from localsweep.runner import (
     spawn_agents,
     watch,
 )
-from localsweep.store import NOT_DONE, Store
+from localsweep.store import Store
 from sweepmap.envfile import load_env_file
-from sweepmap.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sweepmap.sweepfile import SweepError, axes, base_name
 
 
@@ -88,11 +91,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         seen = watch(procs, store, name, total, stop)
     finally:
         stop.restore()
-    crashed = store.reap(name)  # runs of agents that had to be killed
+    crashed = seen.reap()  # runs of agents that had to be killed
     for line in dict.fromkeys(seen.refusals):
         print(line, file=sys.stderr)
     print(counts_line(store, name, total))
-    code = exit_code(store, name, total, stop, seen.refusals)
+    code = exit_code(store, name, total, stop, seen)
     if code > 128:
         print(f"stopped by {stop_name(stop.signum)}; {len(crashed)} more run(s) marked crashed")
     if code not in (EXIT_OK, EXIT_USAGE):
@@ -149,6 +152,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    from localsweep.repair import repair
+
+    print(repair(args.store))
+    return EXIT_OK
+
+
+# An agent holds torch, wandb and its data: 0.49 GiB resident measured on digits.
+AGENT_GIB = 0.6
+
+
+def agents_refusal(agents: int) -> str:
+    """Why `--agents N` cannot run here, or "": each agent trains on one core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    free_gib = _available_gib()
+    fits = min(cores or 1, int(free_gib / AGENT_GIB) if free_gib else cores or 1)
+    if agents < 1:
+        return f"--agents {agents}: must be >= 1"
+    if agents > fits:
+        return (f"--agents {agents}: this machine has {cores} usable core(s) and "
+                f"{free_gib:.1f} GiB available; at most {fits} (each agent trains on one core "
+                f"and takes about {AGENT_GIB} GiB)")  # fmt: skip
+    return ""
+
+
+def _available_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m localsweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -189,6 +227,10 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("sweep", nargs="?")
     common(status)
     status.set_defaults(func=cmd_status)
+
+    fix = sub.add_parser("repair", help="rebuild a damaged store from the runs' own files")
+    common(fix)
+    fix.set_defaults(func=cmd_repair)
     return p
 
 
@@ -197,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     # No wandb server here: runs log offline unless the user chose otherwise (.env or shell).
     os.environ.setdefault("WANDB_MODE", "offline")
     args = parser().parse_args(argv)
-    if getattr(args, "agents", 1) < 1:
-        print("localsweep: --agents must be >= 1", file=sys.stderr)
+    too_many = agents_refusal(getattr(args, "agents", 1))
+    if too_many:
+        print(f"localsweep: {too_many}", file=sys.stderr)
         return EXIT_USAGE
     try:
         return int(args.func(args))
@@ -208,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as err:
         print(f"localsweep: {err.args[0]}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as err:  # corrupt at open, or a write that cannot happen (a full disk)
+        print(f"localsweep: {err}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         return 130
     finally:

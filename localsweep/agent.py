@@ -17,14 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents.contract import local_identity
 from localsweep import preflight
 from localsweep.execute import Execute, InProcess, Process, run_log
+from localsweep.rows import STATES, StoreError
 from localsweep.store import Store
-from sweepmap.outcome import EXIT_FAILED, EXIT_USAGE, Outcome, interrupt_on
+from sweepmap.faults import crash_point
+from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_USAGE, Outcome, interrupt_on
 from sweepmap.sweepfile import SweepError
 
 MODES = ("inprocess", "process")
-HEARTBEAT_S = 5.0
+HEARTBEAT_S = float(os.environ.get("SWEEPMAP_HEARTBEAT_S") or 5.0)  # shorter in tests
+IDLE_POLL_S = 0.5
 # As wandb's agent: a config that fails at once must not burn through the whole grid.
 MAX_FAILURES_IN_ROW = 5
 # A run that could not run (its state "error") is stored as such and runs again on resume.
@@ -100,7 +104,16 @@ def run_agent(
         while count is None or done < count:
             run = store.claim(sweep, new_run_id(), retry_failed, since=began)
             if run is None:
-                break
+                c = store.counts(sweep)
+                if not c["running"] + c["pending"]:
+                    break
+                # Others still run: stay, so that a point whose agent dies or stalls past the
+                # heartbeat timeout is reaped and taken over (each claim reaps first).
+                time.sleep(IDLE_POLL_S)
+                continue
+            claim = local_identity(store.root, sweep, run.id).claim_path
+            claim.parent.mkdir(parents=True, exist_ok=True)
+            claim.touch()
             store.start(run.id, str(run_log(store.root, sweep, run.id)))
             beat.run_id = run.id
             try:
@@ -112,7 +125,11 @@ def run_agent(
                 return stopped.exit_code
             finally:
                 beat.run_id = None
-            _store(store, run.id, outcome)
+            crash_point("before-store")
+            if not _store(store, run.id, outcome):
+                print(f"agent: run {run.id} was reaped while this agent was stopped; its "
+                      "result is dropped (superseded), the point is another agent's")  # fmt: skip
+            claim.unlink(missing_ok=True)
             print(f"agent: {run.id} {outcome.state} {point_text(run.config)}", flush=True)
             done += 1
             failures = 0 if outcome.state == "finished" else failures + 1
@@ -129,13 +146,16 @@ def run_agent(
     return 0
 
 
-def _store(store: Store, run_id: str, outcome: Outcome) -> None:
+def _store(store: Store, run_id: str, outcome: Outcome) -> bool:
+    """False when the run's claim was reaped meanwhile: the write is fenced off."""
     from sweepmap import keys
 
     started = store.run(run_id).started or time.time()
     runtime = outcome.summary.get(keys.RUNTIME) or time.time() - started
     state = STORE_STATE.get(outcome.state, outcome.state)
-    store.finish(run_id, state, outcome.summary, runtime, outcome.exit_code)
+    if state not in STATES:  # superseded: not a state of the point's run
+        return False
+    return store.finish(run_id, state, outcome.summary, runtime, outcome.exit_code)
 
 
 def main_agent(store_root: Path, sweep: str, mode: str, count: int | None, retry: bool) -> int:
@@ -152,6 +172,10 @@ def main_agent(store_root: Path, sweep: str, mode: str, count: int | None, retry
     except KeyError as err:
         print(f"localsweep: {err.args[0]}", file=sys.stderr)
         return EXIT_USAGE
+    except (StoreError, OSError) as err:  # a full disk, a read-only store: one line, no trace
+        why = err if isinstance(err, StoreError) else f"{err.filename}: {err.strerror}"
+        print(f"localsweep: cannot write: {why}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
 
 
 def warm_up(mode: str) -> None:

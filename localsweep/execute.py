@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.contract import RunIdentity, local_identity, render_command, write_params
-from localsweep.store import Run, Store
+from localsweep.rows import Run
+from localsweep.store import Store
 from sweepmap import keys
 from sweepmap.outcome import (
     EXIT_ENVIRONMENT,
@@ -69,7 +70,9 @@ class InProcess:
         ):
             init = me.init_kwargs(self.settings)
             record = Record(me.record_path)
-            return self.train.run_point(run.config, init=init, on_epoch=on_epoch, record=record)
+            return self.train.run_point(
+                run.config, init=init, on_epoch=on_epoch, record=record, claim=me.claim_path
+            )
 
 
 class Process:

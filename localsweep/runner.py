@@ -20,8 +20,9 @@ from types import FrameType
 
 from agents.proc import die_with_parent
 from localsweep.agent import MAX_FAILURES_IN_ROW, point_text
-from localsweep.store import NOT_DONE, Store
-from sweepmap.outcome import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from localsweep.rows import NOT_DONE, StoreError
+from localsweep.store import Store
+from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 POLL_S = 1.0
 LOG_EVERY_S = 10.0
@@ -100,6 +101,7 @@ class Watch:
     procs: list[Agent]
     said: set[str] = field(default_factory=set)
     refusals: list[str] = field(default_factory=list)
+    faults: int = 0  # agents stopped, or reaps failed, for a fault of the machine (a full disk)
 
     def new_events(self, stopping: bool) -> list[str]:
         lines = []
@@ -118,13 +120,25 @@ class Watch:
             if code == EXIT_USAGE:  # refused the sweep before its first claim: its reason
                 self.refusals.append(_last_line(log))
                 continue
-            reaped = self.store.reap(self.sweep)
+            reaped = self.reap()
             held = f"; its run {', '.join(reaped)} is marked crashed" if reaped else ""
             left = sum(q.poll() is None for q in self.procs)
-            how = "stopped" if code == EXIT_FAILED else "died"
-            lines.append(f"agent {i} (pid {p.pid}) {how}: {_exit_text(code)} (log: {log}){held}; "
-                         f"carrying on with {left} agent(s)")  # fmt: skip
+            how = "died" if code < 0 or code > 128 else "stopped"
+            self.faults += code == EXIT_ENVIRONMENT
+            said = "" if how == "died" else f": {_last_line(log)}"
+            lines.append(f"agent {i} (pid {p.pid}) {how}: {_exit_text(code)}{said} (log: {log})"
+                         f"{held}; carrying on with {left} agent(s)")  # fmt: skip
         return lines
+
+    def reap(self) -> list[str]:
+        try:
+            return self.store.reap(self.sweep)
+        except StoreError as err:  # a full disk: said once, the runs are reaped on resume
+            self.faults += 1
+            if "store" not in self.said:
+                self.said.add("store")
+                print(f"localsweep: {err}", file=sys.stderr, flush=True)
+            return []
 
     def seen_before(self) -> None:
         self.said |= {r.id for r in self.store.runs(self.sweep) if r.state in NOT_DONE}
@@ -176,12 +190,14 @@ def watch(procs: list[Agent], store: Store, sweep: str, total: int, stop: Stop) 
     return seen
 
 
-def exit_code(store: Store, sweep: str, total: int, stop: Stop, refusals: list[str]) -> int:
-    """0 only when every grid point has a finished run."""
-    if refusals:
+def exit_code(store: Store, sweep: str, total: int, stop: Stop, seen: Watch) -> int:
+    """0 only when every grid point has a finished run; else what stopped it (outcome.py)."""
+    if seen.refusals:
         return EXIT_USAGE
     if stop.signum:
         return 128 + stop.signum
+    if seen.faults:
+        return EXIT_ENVIRONMENT
     return EXIT_OK if store.counts(sweep)["finished"] >= total else EXIT_FAILED
 
 

@@ -10,75 +10,58 @@ its search modules import scipy.stats, ~0.5 s of every agent's start-up.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-DB_NAME = "store.db"
-ACTIVE = ("pending", "running")
-# error: could not run for a reason of the environment; crashed: interrupted or its agent died.
-# Both run again on the next plain run; failed (on its own merits) only with --retry-failed.
-STATES = ("pending", "running", "finished", "failed", "error", "crashed")
-NOT_DONE = ("failed", "error", "crashed")
-RERUN = ("error", "crashed")
-# A run whose agent has not written a heartbeat for this long is taken for dead, even when
-# its pid cannot be checked (another host, another pid namespace).
-STALE_AFTER_S = 60.0
+from localsweep.rows import (
+    ACTIVE,
+    DB_NAME,
+    RERUN,
+    SCHEMA,
+    STATES,
+    Run,
+    StoreError,
+    Sweep,
+    corrupt_line,
+    pid_alive,
+    point_key,
+    run_from_row,
+    stale_after_s,
+)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sweeps (
-    name TEXT PRIMARY KEY, yaml TEXT NOT NULL, config TEXT NOT NULL, created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, sweep TEXT NOT NULL REFERENCES sweeps(name), config TEXT NOT NULL,
-    state TEXT NOT NULL, summary TEXT NOT NULL DEFAULT '{}', runtime REAL, exit_code INTEGER,
-    log_path TEXT, host TEXT, pid INTEGER, heartbeat REAL,
-    created REAL NOT NULL, started REAL, ended REAL
-);
-CREATE INDEX IF NOT EXISTS runs_by_sweep ON runs(sweep, state);
-CREATE TABLE IF NOT EXISTS points (
-    sweep TEXT NOT NULL REFERENCES sweeps(name), idx INTEGER NOT NULL, config TEXT NOT NULL,
-    PRIMARY KEY (sweep, idx)
-);
-CREATE TABLE IF NOT EXISTS history (
-    run_id TEXT NOT NULL REFERENCES runs(id), step INTEGER NOT NULL, metrics TEXT NOT NULL,
-    PRIMARY KEY (run_id, step)
-);
-"""
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Sweep:
-    name: str
-    yaml: str
-    config: dict[str, Any]
-    created: float
+def _faults(method: Callable[P, T]) -> Callable[P, T]:
+    """SQLite's errors (a full disk, a read-only file, a corrupt page) as one StoreError line."""
 
+    @functools.wraps(method)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.DatabaseError as err:
+            store = args[0]
+            assert isinstance(store, Store)
+            raise StoreError(f"{store.path}: cannot {method.__name__.strip('_')}: {err}") from None
 
-@dataclass(frozen=True)
-class Run:
-    id: str
-    sweep: str
-    config: dict[str, Any]
-    state: str
-    summary: dict[str, Any]
-    runtime: float | None
-    exit_code: int | None
-    log_path: str | None
-    created: float
-    started: float | None
-    ended: float | None
+    return wrapped
 
 
 class Store:
-    """All reads and writes of the local store; one instance per process (or thread)."""
+    """All reads and writes of the local store; one instance per process (or thread).
+
+    A store that cannot be written (a read-only folder or file system) opens read-only, so
+    `status` and `report` still work; a corrupt one is refused at open (`PRAGMA quick_check`).
+    """
 
     def __init__(self, root: Path | str, create: bool = True) -> None:
         self.root = Path(root)
@@ -87,15 +70,43 @@ class Store:
             raise KeyError(
                 f"no store in {self.root} (no {DB_NAME}); `localsweep run FILE` makes one"
             )
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.readonly = False
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.db = self._open()
+        except (sqlite3.OperationalError, OSError) as err:
+            if not self.path.is_file():
+                raise StoreError(f"{self.path}: cannot create the store: {err}") from None
+            self.db, self.readonly = self._open_readonly(), True
+        except sqlite3.DatabaseError as err:
+            raise StoreError(corrupt_line(self.path, str(err))) from None
+        self._check()
+
+    def _open(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in claims).
-        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=30000")
         # WAL + NORMAL: a commit survives a crashed process (not a power cut) without an fsync.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        return db
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        # immutable: nothing can change it under us, and SQLite needs no -shm file it could
+        # not create on a read-only file system.
+        db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _check(self) -> None:
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as err:
+            raise StoreError(corrupt_line(self.path, str(err))) from None
+        if rows != ["ok"]:
+            raise StoreError(corrupt_line(self.path, rows[0]))
 
     def close(self) -> None:
         self.db.close()
@@ -111,6 +122,7 @@ class Store:
         self.db.execute("COMMIT")
 
     # sweeps
+    @_faults
     def create_sweep(
         self,
         name: str,
@@ -135,7 +147,11 @@ class Store:
             made = cur.rowcount == 1
             if not made:  # the same config: a comment-only edit still changes the question
                 db.execute("UPDATE sweeps SET yaml = ? WHERE name = ?", (yaml_text, name))
-            return made
+        # The sweep's own file beside the database: what `localsweep repair` rebuilds from.
+        copy = self.root / "sweeps" / f"{name}.yaml"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(yaml_text, encoding="utf-8")
+        return made
 
     def sweep(self, name: str) -> Sweep:
         row = self.db.execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
@@ -153,13 +169,13 @@ class Store:
         rows = self.db.execute(
             "SELECT * FROM runs WHERE sweep = ? ORDER BY created, id", (sweep,)
         ).fetchall()
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     def run(self, run_id: str) -> Run:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self.path}")
-        return _run(row)
+        return run_from_row(row)
 
     def history(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
@@ -188,24 +204,27 @@ class Store:
 
     def unstarted(self, sweep: str) -> int:
         """Grid points that no run of any state has taken yet."""
-        taken = {_key(r.config) for r in self.runs(sweep)}
-        return sum(_key(p) not in taken for p in self.points(sweep))
+        taken = {point_key(r.config) for r in self.runs(sweep)}
+        return sum(point_key(p) not in taken for p in self.points(sweep))
 
     def remaining(self, sweep: str, retry_failed: bool = False) -> int:
         """Grid points without a finished (or failed, unless retried) or active run."""
         return len(self._free(sweep, retry_failed, None))
 
     def _free(self, sweep: str, retry_failed: bool, since: float | None) -> list[dict[str, Any]]:
-        """Points free to claim. A run that errored or crashed frees its point again, unless it
-        ended after `since` (the claiming agent's start): each point gets one try per run."""
+        """Points free to claim. A crashed run frees its point at once (a reaped agent's point
+        goes to another); an errored one only for agents started after it ended, so that a
+        broken environment costs each point one try per `run`, not a loop of tries."""
         rerun = (*RERUN, "failed") if retry_failed else RERUN
         taken = {
-            _key(r.config)
+            point_key(r.config)
             for r in self.runs(sweep)
-            if r.state not in rerun or (since is not None and (r.ended or 0) >= since)
+            if r.state not in rerun
+            or (r.state == "error" and since is not None and (r.ended or 0) >= since)
         }
-        return [p for p in self.points(sweep) if _key(p) not in taken]
+        return [p for p in self.points(sweep) if point_key(p) not in taken]
 
+    @_faults
     def claim(
         self, sweep: str, run_id: str, retry_failed: bool = False, since: float | None = None
     ) -> Run | None:
@@ -227,22 +246,34 @@ class Store:
             )
         return self.run(run_id)
 
+    # Every write to a claimed run is fenced: it holds only while the run is still pending or
+    # running. An agent that was stopped past the heartbeat timeout and reaped cannot write
+    # over what the point's new holder does (`finish` says whether the write held).
+    @_faults
     def start(self, run_id: str, log_path: str) -> None:
         now = time.time()
         self.db.execute(
             "UPDATE runs SET state = 'running', started = ?, heartbeat = ?, log_path = ?"
-            " WHERE id = ?",
+            " WHERE id = ? AND state IN ('pending', 'running')",
             (now, now, log_path, run_id),
         )
 
+    @_faults
     def heartbeat(self, run_id: str) -> None:
-        self.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
-
-    def log_epoch(self, run_id: str, step: int, metrics: dict[str, Any]) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO history VALUES (?, ?, ?)", (run_id, step, json.dumps(metrics))
+            "UPDATE runs SET heartbeat = ? WHERE id = ? AND state IN ('pending', 'running')",
+            (time.time(), run_id),
         )
 
+    @_faults
+    def log_epoch(self, run_id: str, step: int, metrics: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO history SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs"
+            " WHERE id = ? AND state IN ('pending', 'running'))",
+            (run_id, step, json.dumps(metrics), run_id),
+        )
+
+    @_faults
     def finish(
         self,
         run_id: str,
@@ -250,21 +281,49 @@ class Store:
         summary: dict[str, Any],
         runtime: float | None,
         exit_code: int | None,
-    ) -> None:
+    ) -> bool:
+        """Store how the run ended; False when its claim was reaped (the write is dropped)."""
         if state not in STATES:
             raise ValueError(f"state {state!r}: allowed {STATES}")
-        self.db.execute(
+        cur = self.db.execute(
             "UPDATE runs SET state = ?, summary = ?, runtime = ?, exit_code = ?, ended = ?"
-            " WHERE id = ?",
+            " WHERE id = ? AND state IN ('pending', 'running')",
             (state, json.dumps(summary), runtime, exit_code, time.time(), run_id),
         )
+        return cur.rowcount == 1
 
+    @_faults
+    def restore_run(
+        self, run_id: str, sweep: str, config: dict[str, Any], state: str,
+        summary: dict[str, Any], log: Path | None, created: float,
+        history: Sequence[dict[str, Any]],
+    ) -> None:  # fmt: skip
+        """A run as its own files tell it (`localsweep repair`)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO runs (id, sweep, config, state, summary, log_path,"
+                " created, ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, sweep, json.dumps(config), state, json.dumps(summary),
+                 str(log) if log else None, created, time.time()),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?)",
+                [(run_id, int(m["epoch"]), json.dumps(m)) for m in history],
+            )
+
+    @_faults
     def reap(self, sweep: str) -> list[str]:
-        """Mark runs whose agent died as crashed; returns their ids."""
+        """Settle runs whose agent died; returns their ids."""
         with self._write() as db:
             return self._reap(db, sweep)
 
     def _reap(self, db: sqlite3.Connection, sweep: str) -> list[str]:
+        """A dead agent's run whose own record shows that it ended (killed between its record
+        and the store) is adopted with that result; any other is marked crashed, to run again.
+        Either way its claim file goes, so a stalled holder that wakes ends as superseded."""
+        from agents.contract import local_identity
+        from sweepmap.record import read_ending, read_record
+
         host, now = socket.gethostname(), time.time()
         rows = db.execute(
             "SELECT id, host, pid, heartbeat FROM runs WHERE sweep = ? AND state IN (?, ?)",
@@ -273,10 +332,26 @@ class Store:
         dead = [
             r["id"]
             for r in rows
-            if (r["host"] == host and not _alive(r["pid"]))
-            or now - (r["heartbeat"] or 0.0) > STALE_AFTER_S
+            if (r["host"] == host and not pid_alive(r["pid"]))
+            or now - (r["heartbeat"] or 0.0) > stale_after_s()
         ]
         for run_id in dead:
+            me = local_identity(self.root, sweep, run_id)
+            me.claim_path.unlink(missing_ok=True)
+            history, state, summary = read_record(me.record_path)
+            ending = read_ending(me.record_path) if state is None else None
+            if ending is not None and self._wandb_finished(run_id):
+                state, summary = ending  # killed after wandb finished it, before its record
+            if state in ("finished", "failed"):
+                for metrics in history:
+                    db.execute("INSERT OR REPLACE INTO history VALUES (?, ?, ?)",
+                               (run_id, int(metrics["epoch"]), json.dumps(metrics)))  # fmt: skip
+                summary = {**summary, "adopted": "from its record, after its agent died"}
+                db.execute(
+                    "UPDATE runs SET state = ?, summary = ?, ended = ? WHERE id = ?",
+                    (state, json.dumps(summary), now, run_id),
+                )
+                continue
             db.execute(
                 "UPDATE runs SET state = 'crashed', ended = ?, summary = json_set(summary,"
                 " '$.failure', 'agent died (no heartbeat)') WHERE id = ?",
@@ -284,34 +359,9 @@ class Store:
             )
         return dead
 
+    def _wandb_finished(self, run_id: str) -> bool:
+        """Whether wandb's own files of a local run hold its exit record."""
+        from agents import wandb_private
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
-
-
-def _key(config: dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True)
-
-
-def _run(row: sqlite3.Row) -> Run:
-    return Run(
-        id=row["id"],
-        sweep=row["sweep"],
-        config=json.loads(row["config"]),
-        state=row["state"],
-        summary=json.loads(row["summary"]),
-        runtime=row["runtime"],
-        exit_code=row["exit_code"],
-        log_path=row["log_path"],
-        created=row["created"],
-        started=row["started"],
-        ended=row["ended"],
-    )
+        found = sorted((self.root / "wandb").glob(f"*run-*-{run_id}"))
+        return bool(found) and wandb_private.offline_run_ended(found[-1]) is True

@@ -6,6 +6,8 @@
 - invalid, exit 2: bad input (a key, a value, the param file). Nothing was created.
 - error, exit 3: could not run for a reason of the environment (data unavailable, a command
   train.py cannot parse, an import error, a full disk). Runs again on the next plain run.
+- superseded, exit 1: its claim was reaped while it ran (its agent was stopped past the
+  heartbeat timeout) and the point went to another agent. Not stored: the point is theirs.
 - crashed, exit 128 + N: stopped by signal N (130: Ctrl-C, 143: SIGTERM), or its agent died.
   Runs again on the next run.
 """

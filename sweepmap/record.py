@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 RECORD_ENV = "SWEEPMAP_RECORD"
+# A file that exists while the run's claim on its grid point holds (see agents/contract.py).
+CLAIM_ENV = "SWEEPMAP_CLAIM"
 
 
 class Record:
@@ -26,6 +28,11 @@ class Record:
 
     def epoch(self, metrics: dict[str, Any]) -> None:
         self._write({"history": metrics})
+
+    def ending(self, state: str, summary: dict[str, Any]) -> None:
+        """The outcome, written just before the wandb run is finished: a run killed while
+        wandb finishes it is then known by its result (see `read_ending`)."""
+        self._write({"ending": {"state": state, "summary": summary}})
 
     def end(self, state: str, summary: dict[str, Any]) -> None:
         self._write({"state": state, "summary": summary})
@@ -53,6 +60,22 @@ def read_record(path: Path | str) -> tuple[list[dict[str, Any]], str | None, dic
             continue
         if "history" in entry:
             history.append(entry["history"])
-        else:
+        elif "state" in entry:
             state, summary = entry["state"], entry["summary"]
     return history, state, summary
+
+
+def read_ending(path: Path | str) -> tuple[str, dict[str, Any]] | None:
+    """The outcome a run wrote just before finishing its wandb run, if it got that far."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "ending" in entry:
+            return entry["ending"]["state"], entry["ending"]["summary"]
+    return None
