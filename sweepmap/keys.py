@@ -21,6 +21,15 @@ RUNTIME: Final = "runtime"
 TRAIN_TIME: Final = "train_time"
 FAILURE: Final = "failure"
 
+# What the final model got wrong on the validation split (lists, so the analysis' table of
+# scalars leaves them out). Positions index `load_dataset(name, split_seed).valid`, which
+# split_seed fixes, so the analysis finds the samples again without the model.
+VAL_CONFUSION: Final = "val/confusion_matrix"  # [true][predicted] counts
+VAL_MISCLASSIFIED: Final = "val/misclassified"  # valid positions, ascending (capped)
+VAL_MISCLASSIFIED_PRED: Final = "val/misclassified_pred"  # their predicted labels
+# The same matrix as wandb.plot.confusion_matrix, logged once: the web UI's panel.
+VAL_CONFUSION_CHART: Final = "val/confusion_chart"
+
 # Logged each epoch, in this order.
 EPOCH_METRICS: Final = (TRAIN_LOSS, VAL_LOSS, VAL_ACCURACY, VAL_F1)
 # Which way is better, for summaries ("max"/"min") and for colour maps.

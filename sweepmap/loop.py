@@ -25,6 +25,9 @@ from sweepmap.config import Config
 
 LogFn = Callable[[dict[str, Any]], None]
 EVAL_BATCH = 1024
+# Misclassified positions kept per run: every one on digits and gestures (360 and 650
+# samples), a summary-sized share of a diverged fashion run's 10,000.
+MAX_MISCLASSIFIED = 1000
 
 
 class NonFiniteLoss(RuntimeError):
@@ -37,6 +40,7 @@ class FitResult:
     best_state: dict[str, torch.Tensor] | None = None
     failure: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    errors: dict[str, Any] = field(default_factory=dict)  # see `errors_of`; {} when failed
 
 
 def make_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
@@ -88,6 +92,7 @@ def fit(
     last = result.history[-1] if result.history else {}
     result.summary = {**last, keys.EPOCHS_COMPLETED: len(result.history)}
     result.summary[keys.TRAIN_TIME] = time.perf_counter() - start_all
+    result.summary.update(result.errors)
     if result.failure:
         result.summary[keys.FAILURE] = result.failure
     return result
@@ -108,6 +113,7 @@ def _epochs(
     n_classes = data.info.num_classes
     val_acc = MulticlassAccuracy(num_classes=n_classes, average="micro").to(device)
     val_f1 = MulticlassF1Score(num_classes=n_classes, average="macro").to(device)
+    val_pred = _Predictions()  # the last epoch's are the final model's: no extra pass
     best = {key: -math.inf if keys.goal_of(key) == "max" else math.inf for key in keys.BEST_OF}
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
@@ -135,7 +141,8 @@ def _epochs(
         train_loss = float(total) / len(train)  # the one host sync of the epoch
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"train/loss is {train_loss} at epoch {epoch}")
-        val_loss = evaluate(model, valid, valid_len, loss_fn, (val_acc, val_f1), autocast)
+        val_pred.reset()
+        val_loss = evaluate(model, valid, valid_len, loss_fn, (val_acc, val_f1, val_pred), autocast)
         metrics = {
             keys.EPOCH: epoch,
             keys.TRAIN_LOSS: train_loss,
@@ -154,6 +161,38 @@ def _epochs(
             result.best_state = copy.deepcopy(model.state_dict())
         result.history.append(metrics)
         log(metrics)
+    result.errors = errors_of(val_pred.all(), valid.y, n_classes)
+
+
+class _Predictions:
+    """Takes `evaluate`'s logits like a metric does and keeps their argmax, as
+    MulticlassAccuracy takes it: the final matrix agrees with the last val/accuracy."""
+
+    def __init__(self) -> None:
+        self.batches: list[torch.Tensor] = []
+
+    def update(self, logits: torch.Tensor, _y: torch.Tensor) -> None:
+        self.batches.append(logits.argmax(dim=1))
+
+    def reset(self) -> None:
+        self.batches = []
+
+    def all(self) -> torch.Tensor:
+        return torch.cat(self.batches)
+
+
+def errors_of(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, Any]:
+    """The confusion matrix (rows: true class, columns: predicted) and the valid positions
+    predicted wrong, ascending, with their predictions. Positions past MAX_MISCLASSIFIED (a
+    diverged run on a large split) are left out; the matrix still counts them."""
+    # (true, predicted) pairs counted in one bincount
+    counts = torch.bincount(y * n_classes + pred, minlength=n_classes**2)
+    wrong = torch.nonzero(pred != y).flatten()[:MAX_MISCLASSIFIED]
+    return {
+        keys.VAL_CONFUSION: counts.reshape(n_classes, n_classes).tolist(),
+        keys.VAL_MISCLASSIFIED: wrong.tolist(),
+        keys.VAL_MISCLASSIFIED_PRED: pred[wrong].tolist(),
+    }
 
 
 @torch.no_grad()
