@@ -4,6 +4,10 @@
 (x_{l+1} = x_l + rnn_l(x_l); the first changes the width from F to H). `head_layers` puts
 hidden layers into the head (models/blocks.py). Both default to the plain nn.LSTM / nn.GRU
 with a Linear head.
+
+A unidirectional RNN reads each sequence's last true step from the padded run (exact for a
+causal RNN, and cheaper than packing); a bidirectional one, and dropout between layers in
+training, pack the batch (see `RNN._packs`).
 """
 
 from __future__ import annotations
@@ -88,14 +92,36 @@ class RNN(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """x: (B, T, F) zero-padded; lengths: (B,) true lengths, None = all of length T."""
-        # Packing stops each sequence at its true length (and starts the backward direction
-        # there), so the padding never reaches the state. pack_padded_sequence wants CPU lengths.
-        seq: Tensor | PackedSequence = x
-        if lengths is not None:
+        if lengths is None or not self._packs():
+            # A causal RNN's state at step t has seen steps 0..t only, so the padding after a
+            # sequence's end never reaches its state at its last true step: gathering that
+            # step from the padded run is exact, and cheaper than packing (no sort, no
+            # pack/unpack, one batch size for every step).
+            last = (
+                self._residual(x, lengths) if self.config.residual else self._gathered(x, lengths)
+            )
+        else:
+            # pack_padded_sequence wants CPU lengths.
             seq = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        last = self._residual(seq, lengths) if self.config.residual else self._stacked(seq)
+            last = self._residual(seq, lengths) if self.config.residual else self._stacked(seq)
         out: Tensor = self.head(self.dropout(last))
         return out
+
+    def _packs(self) -> bool:
+        """Whether padded batches are packed: for a backward direction, which must start at
+        each sequence's true end, and for dropout between layers in training, whose masks
+        over a padded (B, T, H) run would depend on T (how much padding a batch has), where
+        over the packed steps they depend on the real steps only."""
+        between = self.training and self.config.dropout > 0 and self.config.num_layers > 1
+        return self.directions == 2 or between
+
+    def _gathered(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        if lengths is None:
+            return self._stacked(x)  # h_n is the state at step T - 1
+        out, _ = self.rnn(x)  # (B, T, D * H): the last layer's state at every step
+        ends = lengths.to(out.device) - 1
+        last: Tensor = out[torch.arange(len(out), device=out.device), ends]
+        return last  # (B, H)
 
     def _stacked(self, seq: Tensor | PackedSequence) -> Tensor:
         _, hidden = self.rnn(seq)
