@@ -1,4 +1,4 @@
-"""`python -m analysis heatmap|report`: load, check, draw, then write everything at once.
+"""`python -m analysis heatmap|report|inspect`: load, check, draw, then write it all at once.
 
 Every input is checked and every figure drawn before the first file is written, and the
 files go to a temporary folder first: a refused analysis leaves nothing half-written. Each
@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from analysis.design import axes_of, choose_metrics
 from analysis.figures import heatmap_figure, interaction_figure, legend_lines
 from analysis.guards import Guarded, apply_guards
+from analysis.inspect_runs import DEFAULT_SAMPLES, run_inspect
 from analysis.labels import slug
 from analysis.output import default_folder, write_outputs
 from analysis.reading import MetricResult, analyse, finding
@@ -42,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
     for name, doc in (
         ("heatmap", "heatmaps, interaction plots, pivots (CSV) and ANOVA per metric"),
         ("report", "the one-page A4 report (PDF and PNG); prints its path last"),
+        ("publish", "the analysis as one wandb run and a report artifact; prints its URL"),
+        ("inspect", "what the best cell (or --run) got wrong: confused pairs and samples (PNG)"),
     ):
         s = sub.add_parser(name, help=doc, description=doc)
         src = s.add_argument_group("source (a local store by default)")
@@ -74,6 +77,15 @@ def parser() -> argparse.ArgumentParser:
             notes = s.add_mutually_exclusive_group()
             notes.add_argument("--note", metavar="TEXT", help="your reading, in the free space")
             notes.add_argument("--note-file", metavar="FILE", help="the note from a text file")
+        if name == "inspect":
+            s.add_argument("--run", metavar="ID", help="this run instead of the best cell's runs")
+            s.add_argument(
+                "--samples", type=int, default=DEFAULT_SAMPLES, metavar="N",
+                help=f"misclassified samples drawn (default {DEFAULT_SAMPLES})",
+            )  # fmt: skip
+        if name == "publish":  # analysis/publish.py
+            s.add_argument("--project", help="wandb project (default: the --wandb sweep's)")
+            s.add_argument("--entity", help="wandb entity (default: the --wandb sweep's)")
         s.add_argument(
             "--allow-mixed-budgets",
             action="store_true",
@@ -156,6 +168,8 @@ def _print(g: Guarded, results: list[MetricResult]) -> None:
 
 def run(args: argparse.Namespace) -> list[Path]:
     study = load_study(args)
+    if args.command == "inspect":
+        return run_inspect(args, study, reproduce(args, study))
     x, y = axes_of(study, args.x, args.y)
     g: Guarded = apply_guards(study, x, y, allow_mixed_budgets=args.allow_mixed_budgets)
     metrics, metric_notes = choose_metrics(study, args.metric)
@@ -206,6 +220,10 @@ def run(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "publish":
+        from analysis.publish import main_publish
+
+        return main_publish(args)
     try:
         paths = run(args)
     except AnalysisError as err:
