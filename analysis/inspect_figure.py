@@ -29,11 +29,9 @@ def inspect_figure(errors: Errors) -> Figure:
     _pairs(right, errors)
     _samples(bottom, errors)
     runs = len(errors.runs)
-    over = f"summed over {runs} runs" if runs > 1 else "one run"
+    over = f"final models, summed over {runs} runs" if runs > 1 else "final model of one run"
     head = f"What the network got wrong: {errors.title}"
-    sub = (
-        f"{errors.dataset} validation split (split_seed {errors.split_seed}), final models, {over}"
-    )
+    sub = f"{errors.dataset} validation split (split_seed {errors.split_seed}), {over}"
     top.suptitle("\n".join([*textwrap.wrap(head, 110), sub, *errors.notes]), fontsize=10)
     return fig
 
@@ -79,7 +77,7 @@ def _pairs(ax: Axes, errors: Errors) -> None:
     ax.barh(y, counts, color="tab:red")
     ax.set_yticks(y, labels)
     for yi, (t, _, c) in zip(y, pairs, strict=True):
-        share = f"{c / max(rows[t], 1):.1%} of the {int(rows[t])} true {errors.class_name(t)}"
+        share = f"{c / max(rows[t], 1):.1%} of the {int(rows[t])} samples of {errors.class_name(t)}"
         ax.text(c, yi, f" {c}  ({share})", va="center", fontsize=8)
     ax.set_xlim(0, max(counts) * 1.7)
     ax.set_xlabel("misclassified samples")
@@ -120,5 +118,5 @@ def _samples(fig: SubFigure, errors: Errors) -> None:
     shown = f"{n} of {len(errors.mistakes)} misclassified samples"
     order = "missed by the most runs first" if runs > 1 else "by position"
     kind = "images" if errors.lengths is None else "accelerometer x, y, z (standardised)"
-    how = "(n/runs: runs that missed it; → its most common wrong label)" if runs > 1 else ""
-    fig.suptitle(f"{shown}, {order}: #valid position: true → predicted {how}; {kind}", fontsize=9)
+    how = " (n/runs: runs that missed it; → its most common wrong label)" if runs > 1 else ""
+    fig.suptitle(f"{shown}, {order}: #valid position: true → predicted{how}; {kind}", fontsize=9)
