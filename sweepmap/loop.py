@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from data import Dataset, Split
 from sweepmap import keys
+from sweepmap.batches import train_batches
 from sweepmap.config import Config
 
 LogFn = Callable[[dict[str, Any]], None]
@@ -125,17 +126,15 @@ def _epochs(
     valid_len = None if valid.lengths is None else valid.lengths.cpu()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        order = torch.randperm(len(train), generator=generator).to(device)
         total = torch.zeros((), device=device)
-        for i in range(0, len(train), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            x, lengths, y = _batch(train, idx, train_len)
+        # Sequences come in length buckets (sweepmap/batches.py), in the generator's order.
+        for x, lengths, y in train_batches(train, train_len, cfg.batch_size, generator):
             with autocast:
                 loss = loss_fn(model(x, lengths), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.detach().float() * len(idx)
+            total += loss.detach().float() * len(y)
         if sched is not None:
             sched.step()
         train_loss = float(total) / len(train)  # the one host sync of the epoch
