@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from localsweep.rows import StoreError
 from localsweep.store import DB_NAME, Store
 from sweepmap import keys
 from sweepmap.config import Config
@@ -126,7 +127,10 @@ def build_table(
     # Store() creates the folder and the database: check first, so a typo writes nothing.
     if not (root / DB_NAME).is_file():
         raise AnalysisError(f"--store {root}: no local store there (no {DB_NAME})")
-    store = Store(root)
+    try:
+        store = Store(root, create=False)
+    except StoreError as err:  # corrupt: one line, with the fix
+        raise AnalysisError(str(err)) from None
     try:
         names = [s.name for s in store.sweeps()]
         if yaml_path is not None:
@@ -159,6 +163,8 @@ def build_table(
         record = store.sweep(name)
         runs = store.runs(name)
         points = store.points(name)
+    except StoreError as err:  # a page that reads as corrupt only now
+        raise AnalysisError(str(err)) from None
     finally:
         store.close()
     records = [

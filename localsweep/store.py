@@ -48,10 +48,14 @@ def _faults(method: Callable[P, T]) -> Callable[P, T]:
     def wrapped(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return method(*args, **kwargs)
-        except sqlite3.DatabaseError as err:
+        except (sqlite3.DatabaseError, json.JSONDecodeError, UnicodeDecodeError) as err:
             store = args[0]
             assert isinstance(store, Store)
-            raise StoreError(f"{store.path}: cannot {method.__name__.strip('_')}: {err}") from None
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if any(w in why for w in ("full", "readonly", "read-only", "locked", "I/O")):
+                raise StoreError(f"{store.path}: cannot {method.__name__}: {why}") from None
+            # Anything else that a read or write finds in the file: damaged pages or rows.
+            raise StoreError(corrupt_line(store.path, why)) from None
 
     return wrapped
 
@@ -153,6 +157,7 @@ class Store:
         copy.write_text(yaml_text, encoding="utf-8")
         return made
 
+    @_faults
     def sweep(self, name: str) -> Sweep:
         row = self.db.execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
         if row is None:
@@ -160,29 +165,34 @@ class Store:
             raise KeyError(f"no sweep {name!r} in {self.path}; sweeps there: {known}")
         return Sweep(row["name"], row["yaml"], json.loads(row["config"]), row["created"])
 
+    @_faults
     def sweeps(self) -> list[Sweep]:
         rows = self.db.execute("SELECT name FROM sweeps ORDER BY created").fetchall()
         return [self.sweep(r["name"]) for r in rows]
 
     # runs
+    @_faults
     def runs(self, sweep: str) -> list[Run]:
         rows = self.db.execute(
             "SELECT * FROM runs WHERE sweep = ? ORDER BY created, id", (sweep,)
         ).fetchall()
         return [run_from_row(r) for r in rows]
 
+    @_faults
     def run(self, run_id: str) -> Run:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self.path}")
         return run_from_row(row)
 
+    @_faults
     def history(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT metrics FROM history WHERE run_id = ? ORDER BY step", (run_id,)
         ).fetchall()
         return [json.loads(r["metrics"]) for r in rows]
 
+    @_faults
     def counts(self, sweep: str) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
         rows = self.db.execute(
@@ -191,6 +201,7 @@ class Store:
         out.update({r["state"]: r["n"] for r in rows})
         return out
 
+    @_faults
     def points(self, sweep: str) -> list[dict[str, Any]]:
         """The sweep's grid, in the order the engine hands it out."""
         rows = self.db.execute(
@@ -198,6 +209,7 @@ class Store:
         ).fetchall()
         return [json.loads(r["config"]) for r in rows]
 
+    @_faults
     def total(self, sweep: str) -> int:
         row = self.db.execute("SELECT COUNT(*) FROM points WHERE sweep = ?", (sweep,)).fetchone()
         return int(row[0])

@@ -19,8 +19,8 @@ import pytest
 from localsweep.store import Store
 
 from .conftest import run_py, write_sweep
-from .test_localsweep import point_key, start, wait_for
-from .test_run_path import localsweep, name_of
+from .test_localsweep import point_key, wait_for
+from .test_run_path import localsweep, name_of, pid_of, two_running
 from .wandb_offline import inspect_run
 
 
@@ -69,12 +69,9 @@ def test_a_stalled_agent_cannot_finish_a_point_twice(wandb_env, tmp_path) -> Non
     sweep = write_sweep(tmp_path / "two.yaml", {"seed": [0, 1], "epochs": 12})
     store_dir = tmp_path / "store"
     env = {**wandb_env, "SWEEPMAP_HEARTBEAT_S": "0.5", "SWEEPMAP_STALE_AFTER_S": "3"}
-    runner = start(["run", str(sweep), "--store", str(store_dir), "--agents", "2"], env)
-    store = Store(store_dir)
-    name = name_of(sweep)
-    wait_for(lambda: store_dir.exists() and store.counts(name)["running"] == 2, what="2 runs")
+    runner, store, name = two_running(sweep, store_dir, env)
     victim = store.runs(name)[0]
-    pid = int(store.db.execute("SELECT pid FROM runs WHERE id = ?", (victim.id,)).fetchone()[0])
+    pid = pid_of(store, victim.id)
     os.kill(pid, signal.SIGSTOP)
     try:
         wait_for(lambda: store.run(victim.id).state == "crashed", 120, "the stalled run reaped")
@@ -96,13 +93,9 @@ def test_a_stalled_agent_cannot_finish_a_point_twice(wandb_env, tmp_path) -> Non
 def test_one_agent_killed_is_said_and_the_grid_still_finishes(wandb_env, tmp_path) -> None:
     sweep = write_sweep(tmp_path / "four.yaml", {"seed": [0, 1, 2, 3], "epochs": 12})
     store_dir = tmp_path / "store"
-    runner = start(["run", str(sweep), "--store", str(store_dir), "--agents", "2"], wandb_env)
-    store = Store(store_dir)
-    name = name_of(sweep)
-    wait_for(lambda: store_dir.exists() and store.counts(name)["running"] == 2, what="2 runs")
+    runner, store, name = two_running(sweep, store_dir, wandb_env)
     victim = store.runs(name)[0]
-    pid = int(store.db.execute("SELECT pid FROM runs WHERE id = ?", (victim.id,)).fetchone()[0])
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid_of(store, victim.id), signal.SIGKILL)
     out, _ = runner.communicate(timeout=300)
     assert "died: killed by SIGKILL" in out and f"its run {victim.id} is marked crashed" in out
     assert "carrying on with 1 agent(s)" in out, out
@@ -125,8 +118,13 @@ def test_a_corrupt_store_is_refused_and_repaired_from_the_runs_files(wandb_env, 
         start_at = page * 4096 + rng.randrange(0, 4000)
         data[start_at : start_at + 64] = rng.randbytes(64)
     db.write_bytes(bytes(data))
-    for command in (["status"], ["run", str(sweep)]):
-        proc = localsweep([*command, "--store", str(store_dir)], wandb_env)
+    report = ["-m", "analysis", "report", "--yaml", str(sweep), "--out", str(tmp_path / "r")]
+    for command in (
+        ["-m", "localsweep", "status"],
+        ["-m", "localsweep", "run", str(sweep)],
+        report,
+    ):
+        proc = run_py([*command, "--store", str(store_dir)], wandb_env)
         assert proc.returncode in (2, 3), proc.stdout + proc.stderr
         line = proc.stderr.strip()
         assert "corrupt" in line and "localsweep repair" in line and "\n" not in line, line

@@ -37,14 +37,25 @@ def name_of(path: Path) -> str:
     return sweep_name(path, read_sweep(path)[1])
 
 
+def two_running(sweep: Path, store_dir: Path, env: dict[str, str]):
+    """`localsweep run SWEEP --agents 2`, once both agents train: (runner, store, name)."""
+    runner = start(["run", str(sweep), "--store", str(store_dir), "--agents", "2"], env)
+    store = Store(store_dir)
+    name = name_of(sweep)
+    wait_for(lambda: store_dir.exists() and store.counts(name)["running"] == 2, what="2 runs")
+    return runner, store, name
+
+
+def pid_of(store: Store, run_id: str) -> int:
+    """The agent that holds a run."""
+    return int(store.db.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_runner_alone_stops_its_agents(wandb_env, tmp_path, signum) -> None:
     sweep = write_sweep(tmp_path / "long.yaml", {"seed": [0, 1, 2, 3], "epochs": 40})
     store_dir = tmp_path / "store"
-    runner = start(["run", str(sweep), "--store", str(store_dir), "--agents", "2"], wandb_env)
-    store = Store(store_dir)
-    name = name_of(sweep)
-    wait_for(lambda: store_dir.exists() and store.counts(name)["running"] == 2, what="2 runs")
+    runner, store, name = two_running(sweep, store_dir, wandb_env)
     os.kill(runner.pid, signum)  # the runner alone, not its group: a scheduler's stop
     out, _ = runner.communicate(timeout=30)
     assert runner.returncode == 128 + signum, out
