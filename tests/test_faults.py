@@ -63,6 +63,7 @@ def test_a_kill_inside_a_crash_window_leaves_one_finished_run(wandb_env, tmp_pat
     assert len(on_wandb) == 3 and set(on_wandb.values()) == {1}, on_wandb
 
 
+@pytest.mark.slow
 def test_a_stalled_agent_cannot_finish_a_point_twice(wandb_env, tmp_path) -> None:
     """SIGSTOP past the heartbeat timeout: the point goes to the other agent; on SIGCONT the
     first one's run ends superseded, not finished."""
@@ -90,6 +91,7 @@ def test_a_stalled_agent_cannot_finish_a_point_twice(wandb_env, tmp_path) -> Non
     assert len(on_wandb) == 2 and set(on_wandb.values()) == {1}, on_wandb
 
 
+@pytest.mark.slow
 def test_one_agent_killed_is_said_and_the_grid_still_finishes(wandb_env, tmp_path) -> None:
     sweep = write_sweep(tmp_path / "four.yaml", {"seed": [0, 1, 2, 3], "epochs": 12})
     store_dir = tmp_path / "store"
@@ -147,6 +149,7 @@ def mounted(args: list[str], target: Path) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(target)], check=False)
 
 
+@pytest.mark.slow
 def test_a_read_only_store_can_still_be_read(wandb_env, tmp_path) -> None:
     sweep = write_sweep(
         tmp_path / "lr.yaml",

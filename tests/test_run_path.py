@@ -51,7 +51,9 @@ def pid_of(store: Store, run_id: str) -> int:
     return int(store.db.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
+)
 def test_a_signal_to_the_runner_alone_stops_its_agents(wandb_env, tmp_path, signum) -> None:
     sweep = write_sweep(tmp_path / "long.yaml", {"seed": [0, 1, 2, 3], "epochs": 40})
     store_dir = tmp_path / "store"
