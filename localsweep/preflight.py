@@ -111,19 +111,22 @@ def check_metric(config: Mapping[str, Any], cwd: Path) -> None:
 
 
 def check_data(points: Sequence[Mapping[str, Any]]) -> None:
-    """Load each dataset the grid uses (as train.py would, so an in-process agent keeps it);
-    SweepError with the loader's own line (which names the fix) when one cannot be had."""
+    """Load each dataset the grid uses (as train.py would, so an in-process agent keeps it),
+    and check the device each point asks for; SweepError with the loader's own line (which
+    names the fix) when one cannot be had."""
     import train
     from data import DataUnavailable
 
     seen: set[tuple[Any, ...]] = set()
     for point in points:
         cfg = Config.from_mapping(point)
-        key = (cfg.dataset, cfg.split_seed, cfg.as_sequence, cfg.device)
+        key = (cfg.dataset, cfg.split_seed, cfg.as_sequence, cfg.device, cfg.bf16, cfg.threads)
         if key in seen:
             continue
         seen.add(key)
         try:
             train.prepare(point)
-        except (DataUnavailable, ConfigError) as err:
+        except DataUnavailable as err:
             raise SweepError(f"dataset={cfg.dataset}: {err}") from None
+        except ConfigError as err:  # what this machine cannot do: bf16 or cuda without a GPU
+            raise SweepError(f"parameters: {err}") from None
