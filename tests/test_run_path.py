@@ -205,3 +205,15 @@ def test_the_runner_leaves_no_agent_when_it_is_killed(wandb_env, tmp_path) -> No
     runner.kill()  # SIGKILL: no handler runs
     runner.wait()
     wait_for(lambda: not _processes_with(str(store_dir), "cmdline"), 10, "the agent to die")
+
+
+def test_what_the_machine_cannot_do_is_refused_for_the_sweep(wandb_env, tmp_path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: bf16 is allowed here")
+    sweep = write_sweep(tmp_path / "bf.yaml", {"seed": [0, 1], "bf16": [False, True], "epochs": 1})
+    store_dir = tmp_path / "store"
+    proc = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env)
+    assert proc.returncode == 2 and "bf16=True: needs a CUDA GPU" in proc.stderr, proc.stderr
+    assert Store(store_dir).runs(name_of(sweep)) == []
