@@ -5,9 +5,10 @@ The real `wandb` CLI, `wandb agent`, `wandb.init()` and `wandb.Api()` talk to it
 Go sidecar `wandb-core`, so the operations below were read off the wire, not only from Python.
 
 GraphQL (POST /graphql), answered by operation name:
-  Viewer, UpsertSweep, SweepWithRuns, GetSweep, CreateAgent, Heartbeat, UpsertBucket,
-  OrganizationCoreWeaveOrganizationID, ServerFeaturesQuery, CreateRunFiles, Runs, Run,
-  RunFullHistory.
+  Viewer, GetViewer, UpsertSweep (with priorRunsFilters), SweepWithRuns, GetSweep, CreateAgent,
+  Heartbeat, UpsertBucket, RunResumeStatus, CreateCustomChart,
+  OrganizationCoreWeaveOrganizationID, ServerFeaturesQuery,
+  CreateRunFiles, Runs, Run, RunFullHistory; artifacts in tests/fakewandb_artifacts.py.
 HTTP: POST /files/<entity>/<project>/<run>/file_stream (history rows from "wandb-history.jsonl",
 summary from "wandb-summary.json", state from "complete"/"exitcode"), PUT /upload/... (file
 uploads handed out by CreateRunFiles, accepted and kept), POST /sdk/otel/... (telemetry, ignored).
@@ -18,6 +19,10 @@ Behaviour worth knowing:
 - Grid points come from wandb's own engine, `sweeps.next_run(config, runs)`. A heartbeat from
   an agent with no running run gets one `run` command (the run is recorded then, "pending");
   a heartbeat with running runs gets none; an exhausted sweep answers `exit`.
+  `FakeWandb(race=True)` models wandb/wandb#597: a handed-out point counts only once its run's
+  `wandb.init` arrives, so agents asking within that window get the same point.
+- UpsertSweep's priorRunsFilters (`wandb sweep --prior_run`) moves those runs into the new
+  sweep: what the server does with them is not in the client, so this is the fake's reading.
 - Responses keep only the keys that the query text names (a word match, not a GraphQL parser),
   so a client that reads a field it never asked for fails here as it would on the real server;
   e.g. `Runs` asks for a lightweight fragment and `run.config` then costs a `Run` query.
@@ -41,12 +46,15 @@ import re
 import secrets
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import yaml
+
+from tests.fakewandb_artifacts import FakeArtifact, artifact_graphql, artifact_put
 
 with warnings.catch_warnings():
     # sweeps 0.2.0 uses pydantic v1 config names; pydantic v2 warns once at import.
@@ -55,6 +63,10 @@ with warnings.catch_warnings():
 
 OPAQUE = {"sampledHistory", "historyKeys"}  # JSON-typed fields: returned whole
 NOW = "2024-01-01T00:00:00"
+
+
+class GraphQLError(Exception):
+    """A refusal the real server makes too, answered as a GraphQL error (not 'unknown')."""
 
 
 @dataclass
@@ -76,6 +88,11 @@ class FakeRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     exitcode: int | None = None
     files: dict[str, bytes] = field(default_factory=dict)
+    group: str | None = None
+    job_type: str | None = None
+    tags: list[str] = field(default_factory=list)
+    handed_out_at: float | None = None  # time.monotonic() of the heartbeat that gave it out
+    started_at: float | None = None  # ...of its first UpsertBucket (wandb.init)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -86,12 +103,18 @@ class FakeRun:
 class FakeWandb:
     """`with FakeWandb() as fake:` serves on 127.0.0.1 (a free port) until the block ends."""
 
-    def __init__(self, entity: str = "fake-entity") -> None:
+    def __init__(self, entity: str = "fake-entity", race: bool = False) -> None:
         self.entity = entity
+        # race: a handed-out point counts as seen only once its run's wandb.init reaches the
+        # server, so agents asking before that get the same point (wandb/wandb#597).
+        self.race = race
         self.sweeps: dict[str, FakeSweep] = {}
         self.runs: dict[str, FakeRun] = {}  # by run id, in creation order
         self.agents: dict[str, str] = {}  # agent id -> sweep id
+        self.artifacts: dict[str, FakeArtifact] = {}  # by id, in creation order (artifacts.py)
+        self.charts: dict[str, dict[str, Any]] = {}  # custom chart presets by "entity/name"
         self.ops: list[str] = []  # every GraphQL operation name, in order
+        self.calls: list[tuple[str, dict[str, Any]]] = []  # ...with its variables
         self.unknown: list[str] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -125,14 +148,25 @@ class FakeWandb:
             "id": r.name, "name": r.name, "displayName": r.name, "projectId": "1",
             "sweepName": r.sweep, "state": r.state, "config": json.dumps(r.config),
             "summaryMetrics": json.dumps(r.summary), "systemMetrics": "{}",
-            "historyLineCount": len(r.history), "historyKeys": {}, "tags": [], "group": None,
-            "jobType": None, "commit": None, "readOnly": False, "createdAt": NOW,
+            "historyLineCount": len(r.history), "historyKeys": {}, "tags": r.tags, "group": r.group,
+            "jobType": r.job_type, "commit": None, "readOnly": False, "createdAt": NOW,
             "heartbeatAt": NOW, "description": None, "notes": None, "exitcode": r.exitcode,
             "user": {"name": self.entity, "username": self.entity},
             "project": self._project(r.project), "shouldStop": False, "stopped": False,
             "failed": r.state == "failed", "running": r.state == "running",
             "sampledHistory": [r.history],
             "history": [json.dumps(row) for row in r.history],
+        }  # fmt: skip
+
+    def _resume_node(self, r: FakeRun) -> dict[str, Any]:
+        # The tails are JSON lists of JSON rows, as the old Python sender read them.
+        tail = [json.dumps(row) for row in r.history[-1:]]
+        return {
+            "id": r.name, "name": r.name, "displayName": r.name,
+            "summaryMetrics": json.dumps(r.summary), "config": json.dumps(r.config),
+            "logLineCount": 0, "historyLineCount": len(r.history), "eventsLineCount": 0,
+            "historyTail": json.dumps(tail), "eventsTail": "[]", "tags": r.tags, "notes": None,
+            "wandbConfig": json.dumps({"t": r.config.get("_wandb", {}).get("value", {}).get("t")}),
         }  # fmt: skip
 
     def _project(self, name: str) -> dict[str, Any]:
@@ -156,25 +190,35 @@ class FakeWandb:
         prior = [
             sweeps.SweepRun(name=r.name, state=r.state, summary_metrics=r.summary,
                             config={k: {"value": x} for k, x in r.params.items()})
-            for r in self.sweep_runs(s.name)
+            for r in self.sweep_runs(s.name) if not (self.race and r.started_at is None)
         ]  # fmt: skip
         nxt = sweeps.next_run(s.config, prior)
         if nxt is None:
             return [{"type": "exit"}]
         name = secrets.token_hex(4)
         self.runs[name] = FakeRun(name, s.project, s.name, config=dict(nxt.config))
+        self.runs[name].handed_out_at = time.monotonic()
         return [{"type": "run", "run_id": name, "program": s.config.get("program"),
                  "args": nxt.config}]  # fmt: skip
 
     def graphql(self, op: str, v: dict[str, Any]) -> dict[str, Any] | None:
         """The `data` of the answer to operation `op`, or None when it is not served."""
-        if op == "Viewer":
-            me = {"id": "1", "entity": self.entity, "username": self.entity, "flags": "{}"}
-            return {"viewer": me | {"email": "fake@example.com", "teams": {"edges": []}}}
+        if op in ("Viewer", "GetViewer"):  # GetViewer: wandb.Api().viewer's UserFragment
+            me: dict[str, Any] = {"id": "1", "entity": self.entity, "username": self.entity}
+            me["flags"] = "{}"
+            me |= {"name": self.entity, "admin": False, "deletedAt": None}
+            return {"viewer": me | {"email": "fake@example.com", "teams": {"edges": []},
+                                    "apiKeys": {"edges": []}}}  # fmt: skip
         if op == "UpsertSweep":
             sid = v.get("id") or secrets.token_hex(4)
             proj = v["projectName"]
             self.sweeps[sid] = FakeSweep(sid, proj, yaml.safe_load(v["config"]), v["config"])
+            # `wandb sweep --prior_run ID` / wandb.sweep(prior_runs=[...]) send the runs as a
+            # filter; the server adds them to the new sweep (a run belongs to one sweep).
+            prior = json.loads(v.get("priorRunsFilters") or "null")
+            for r in self.runs.values() if prior else ():
+                if r.project == proj and _match(r, prior):
+                    r.sweep = sid
             sweep = {"name": sid, "project": self._project(proj)}
             return {"upsertSweep": {"sweep": sweep, "configValidationWarnings": []}}
         if op in ("SweepWithRuns", "GetSweep"):
@@ -190,7 +234,11 @@ class FakeWandb:
         if op == "UpsertBucket":  # wandb.init, then again with full config/metadata
             r = self.runs.setdefault(v["name"], FakeRun(v["name"], v["project"], v.get("sweep")))
             r.config = json.loads(v["config"]) if v.get("config") else r.config
+            r.group = v.get("groupName") or r.group
+            r.job_type = v.get("jobType") or r.job_type
+            r.tags = v.get("tags") or r.tags
             r.state = "running" if r.state == "pending" else r.state
+            r.started_at = r.started_at or time.monotonic()
             return {"upsertBucket": {"bucket": self._run_node(r), "inserted": True}}
         if op == "OrganizationCoreWeaveOrganizationID":
             return {"entity": {"organization": None}}
@@ -211,10 +259,20 @@ class FakeWandb:
             info = {"endCursor": str(end), "hasNextPage": end < len(hits)}
             proj = {"internalId": "1", "runCount": len(hits), "readOnly": False}
             return {"project": proj | {"runs": {"edges": edges, "pageInfo": info}}}
+        if op == "CreateCustomChart":  # Api().create_custom_chart; a name is taken once
+            cid = f"{v['entity']}/{v['chartName']}"
+            if cid in self.charts:
+                raise GraphQLError(f"custom chart {cid} already exists")
+            self.charts[cid] = v | {"spec": json.loads(v["spec"])}
+            return {"createCustomChart": {"chart": {"id": cid}}}
+        if op == "RunResumeStatus":  # wandb.init(id=..., resume="allow"|"must")
+            found = self.runs.get(v["name"])
+            proj = self._project(v["project"])
+            return {"model": proj | {"bucket": self._resume_node(found) if found else None}}
         if op in ("Run", "RunFullHistory"):
             found = self.runs.get(v["name"])
             return {"project": {"run": self._run_node(found) if found else None}}
-        return None
+        return artifact_graphql(self, op, v)
 
     def file_stream(self, r: FakeRun, req: dict[str, Any]) -> None:
         files = req.get("files", {})
@@ -281,7 +339,16 @@ def _handler(fake: FakeWandb) -> type[BaseHTTPRequestHandler]:
                 op = req.get("operationName") or (m.group(1) if m else "?")
                 with fake._lock:
                     fake.ops.append(op)
-                    data = fake.graphql(op, req.get("variables") or {})
+                    fake.calls.append((op, req.get("variables") or {}))
+                    try:
+                        data = fake.graphql(op, req.get("variables") or {})
+                    except GraphQLError as err:  # the server's own refusal
+                        self._reply({"errors": [{"message": str(err)}], "data": None})
+                        return
+                    except Exception as err:  # a fake's bug: said, not a hung client
+                        self._unknown(f"GraphQL {op} raised {type(err).__name__}: {err}")
+                        self._reply({"errors": [{"message": f"fakewandb: {err!r}"}]})
+                        return
                 if data is None:
                     self._unknown(f"GraphQL {op}: {' '.join(query.split())[:300]}")
                 self._reply({"data": _select(data or {}, query)})
@@ -298,10 +365,13 @@ def _handler(fake: FakeWandb) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             parts = self.path.split("?")[0].split("/", 3)  # "", "upload", run, file
-            if len(parts) == 4 and parts[1] == "upload" and parts[2] in fake.runs:
-                with fake._lock:
+            with fake._lock:
+                if len(parts) == 4 and parts[1] == "upload" and parts[2] in fake.runs:
                     fake.runs[parts[2]].files[parts[3]] = body
-            else:
+                    known = True
+                else:
+                    known = artifact_put(fake, self.path.split("?")[0], body)
+            if not known:
                 self._unknown(f"PUT {self.path}")
             self._reply({})
 
