@@ -19,6 +19,7 @@ The agent options are the launcher's (`python -m agents --help`); with none, one
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -34,7 +35,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import sweeps
 
-API_TIMEOUT_S = 30  # wandb.Api's own default retries for minutes before it says "no network"
 TAKEN = ("finished", "running")  # a point with a run in one of these states is no hole
 
 
@@ -68,7 +68,9 @@ def plan_fill(config: dict[str, Any], runs: Sequence[RunInfo]) -> FillPlan:
         raise ValueError(f"method {config.get('method')!r}: fill is for grid sweeps")
     taken = [r for r in runs if r.state in TAKEN]
     seen = [
-        sweeps.SweepRun(name=r.name, state=r.state, config={k: {"value": v} for k, v in r.config.items()})
+        sweeps.SweepRun(
+            name=r.name, state=r.state, config={k: {"value": v} for k, v in r.config.items()}
+        )
         for r in taken
     ]
     nxt = sweeps.next_runs(config, seen, n=grid_size(config) + 1)
@@ -81,7 +83,7 @@ def read_sweep_runs(path: str) -> tuple[dict[str, Any], list[RunInfo]]:
     import wandb
 
     entity, project, sweep_id = _split(path)
-    api = wandb.Api(timeout=API_TIMEOUT_S)
+    api = wandb.Api()  # its timeout: WANDB_HTTP_TIMEOUT (19 s by default)
     config = dict(api.sweep(f"{entity}/{project}/{sweep_id}").config)
     # api.sweep(...).runs pages 10 at a time: one filtered listing instead.
     listing = api.runs(f"{entity}/{project}", filters={"sweep": sweep_id}, per_page=200, lazy=False)
@@ -97,7 +99,9 @@ def create_fill_sweep(path: str, plan: FillPlan) -> str:
     config = dict(plan.config)
     # A name the UI shows beside the first sweep's: which sweep this one fills.
     config["name"] = f"{config.get('name') or sweep_id} (fill of {sweep_id})"
-    new_id = wandb.sweep(config, entity=entity, project=project, prior_runs=[r.name for r in plan.taken])
+    new_id = wandb.sweep(
+        config, entity=entity, project=project, prior_runs=[r.name for r in plan.taken]
+    )
     return f"{entity}/{project}/{new_id}"
 
 
@@ -147,15 +151,15 @@ def main(argv: Sequence[str]) -> int:
     try:
         new = create_fill_sweep(args.sweep, plan)
     except Exception as err:
-        print(f"agents fill: {args.sweep}: creating the fill sweep: {_one_line(err)}", file=sys.stderr)
+        print(
+            f"agents fill: {args.sweep}: creating the fill sweep: {_one_line(err)}", file=sys.stderr
+        )
         return EXIT_USAGE
     print(f"agents fill: the holes are sweep {new} (with the {len(plan.taken)} taken runs); "
           f"more agents on other machines: python -m agents {new}", flush=True)  # fmt: skip
     if args.no_agents:
         return 0
     if plan.group:  # the filled runs join the group of the runs they complete
-        import os
-
         os.environ.setdefault("WANDB_RUN_GROUP", plan.group)
     from agents.launcher import main as launch_main
 

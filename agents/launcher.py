@@ -2,6 +2,7 @@
 
     python -m agents ENTITY/PROJECT/SWEEP_ID [--count N] [--inprocess]
     python -m agents ENTITY/PROJECT/SWEEP_ID --gpus auto|none|0,1,3 [--per-gpu K] ...
+    python -m agents fill ENTITY/PROJECT/SWEEP_ID [the options above]   (agents/fill.py)
 
 Without --gpus/--per-gpu, one agent runs here: `wandb agent`, or with --inprocess
 `wandb.agent(function=...)`, which imports torch and loads the data once for all its runs.
@@ -11,7 +12,8 @@ torch sees; none: K agents on the CPU; 0,1,3: CUDA_VISIBLE_DEVICES values), each
 its GPU and a share of the cores (SWEEPMAP_THREADS), each with --count N. Their output comes
 out here, each line prefixed with the agent's label (and in --log-dir/agent-<i>.log if given).
 Ctrl-C or SIGTERM is passed on to every agent (again to escalate, as `wandb agent` reads it)
-and all are waited for; the exit code is the worst agent's.
+and all are waited for; the exit code is the worst agent's. The agents start --stagger seconds
+apart: agents that ask at the same moment can get the same first grid point (wandb/wandb#597).
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from agents.inprocess import run_inprocess, split_sweep_path
 from agents.proc import die_with_parent
 from sweepmap.envfile import load_env_file
 from sweepmap.outcome import EXIT_USAGE
+
+# Seconds between two agents' starts: longer than the window from an agent's first heartbeat
+# to its run's wandb.init (when the backend sees the point taken). Measured against the fake
+# on a shared 2-core box: 5.9 s for `wandb agent` + train.py, 0.5-0.9 s in-process.
+STAGGER_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -116,14 +123,19 @@ def _pump(stream: IO[bytes], label: str, log: IO[bytes] | None, lock: threading.
     stream.close()
 
 
-def launch(plans: Sequence[AgentPlan], argv: list[str], log_dir: Path | None) -> int:
-    """Start every agent, relay their output and signals, wait for all; the worst exit code."""
+def launch(
+    plans: Sequence[AgentPlan], argv: list[str], log_dir: Path | None, stagger: float = STAGGER_S
+) -> int:
+    """Start every agent, `stagger` s apart, relay their output and signals, wait for all;
+    the worst exit code."""
     procs: list[subprocess.Popen[bytes]] = []
+    stopping = threading.Event()  # a signal during the stagger: start no more agents
 
     def forward(signum: int, frame: FrameType | None) -> None:
         # stderr: the main thread may be inside a print to stdout, which is not reentrant.
         name = f"agents: {signal.Signals(signum).name}"
         print(f"{name}: passed on to the agents (again to escalate)", file=sys.stderr)
+        stopping.set()
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
@@ -136,9 +148,12 @@ def launch(plans: Sequence[AgentPlan], argv: list[str], log_dir: Path | None) ->
         print(f"agents: logs in {log_dir}/agent-<i>.log", flush=True)
     try:
         for plan in plans:
+            if plan.index > 0 and stopping.wait(stagger):
+                break
             log = None if log_dir is None else (log_dir / f"agent-{plan.index}.log").open("ab")
             logs += [log] if log else []
-            print(f"agents: {plan.label}, {plan.threads} thread(s): {command}", flush=True)
+            later = f", {stagger:g} s after a{plan.index - 1}" if plan.index else ""
+            print(f"agents: {plan.label}, {plan.threads} thread(s){later}: {command}", flush=True)
             proc = subprocess.Popen(
                 argv,
                 env=venv_env(os.environ) | plan.env(),
@@ -190,7 +205,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-gpu", type=int, help="agents per GPU (or on the CPU with none)")
     p.add_argument("--log-dir", type=Path, help="also write agent <i>'s output to agent-<i>.log")
     p.add_argument("--heartbeat", type=int, default=5, help="--inprocess: s between heartbeats")
+    p.add_argument(
+        "--stagger", type=float, default=STAGGER_S, metavar="S",
+        help=f"seconds between two agents' starts (default {STAGGER_S:g})",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.stagger < 0:
+        p.error(f"--stagger {args.stagger}: must be >= 0")
     for flag, value in (("--count", args.count), ("--heartbeat", args.heartbeat)):
         if value is not None and value < 1:
             p.error(f"{flag} {value}: must be >= 1")
@@ -198,6 +219,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fill"]:
+        from agents.fill import main as fill_main
+
+        return fill_main(argv[1:])
     args = parse(argv)
     # Credentials and WANDB_* defaults, as train.py reads them; the environment wins.
     load_env_file()
@@ -215,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"agents: {err}", file=sys.stderr)
         return EXIT_USAGE
     argv_child = child_argv(args.sweep, args.count, args.inprocess, args.heartbeat)
-    return launch(plans, argv_child, args.log_dir)
+    return launch(plans, argv_child, args.log_dir, args.stagger)
 
 
 if __name__ == "__main__":
