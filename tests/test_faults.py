@@ -10,6 +10,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,8 @@ import pytest
 
 from localsweep.store import Store
 
-from .conftest import run_py, write_sweep
-from .test_localsweep import point_key, wait_for
+from .conftest import ROOT, run_py, write_sweep
+from .test_localsweep import _processes_with, point_key, wait_for
 from .test_run_path import localsweep, name_of, pid_of, two_running
 from .wandb_offline import inspect_run
 
@@ -186,3 +187,33 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_completes(wandb_env,
         runs = Store(store_dir).runs(name_of(sweep))
         assert {r.id for r in kept} <= {r.id for r in runs if r.state == "finished"}
         assert Store(store_dir).counts(name_of(sweep))["finished"] == 12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", [random.Random(i).uniform(2.0, 14.0) for i in range(5)])
+def test_a_kill_at_a_random_moment_then_resume_finishes_every_point_once(
+    wandb_env, tmp_path, moment
+) -> None:
+    """SIGKILL to the runner's whole group at a random moment (start-up, a claim, training,
+    a run's end), then resume: every point finished exactly once, in the store and in wandb."""
+    import time
+
+    sweep = write_sweep(tmp_path / "six.yaml", {"seed": list(range(6)), "epochs": 2})
+    store_dir = tmp_path / "store"
+    args = ["run", str(sweep), "--store", str(store_dir), "--agents", "2"]
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "localsweep", *args], cwd=ROOT, env=wandb_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    time.sleep(moment)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    wait_for(lambda: not _processes_with(str(store_dir), "cmdline"), 30, "the agents to die")
+    resumed = localsweep(args, wandb_env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    runs = Store(store_dir).runs(name_of(sweep))
+    finished = Counter(point_key(r.config) for r in runs if r.state == "finished")
+    assert len(finished) == 6 and set(finished.values()) == {1}, runs
+    on_wandb = wandb_finished_per_point(store_dir)
+    assert len(on_wandb) == 6 and set(on_wandb.values()) == {1}, on_wandb

@@ -73,7 +73,7 @@ def test_a_sweep_whose_data_is_missing_stops_at_once(wandb_env, tmp_path) -> Non
         tmp_path / "g.yaml", {"seed": [0, 1], "dataset": "gestures", "model": "gru", "epochs": 1}
     )
     store_dir = tmp_path / "store"
-    env = {**wandb_env, "SWEEPMAP_DATA_DIR": str(tmp_path / "nothing"), "WANDB_BASE_URL": ""}
+    env = {**wandb_env, "SWEEPMAP_DATA_DIR": str(tmp_path / "nothing")}
     began = time.monotonic()
     proc = localsweep(["run", str(sweep), "--store", str(store_dir), "--agents", "2"], env)
     assert proc.returncode == 2, proc.stdout + proc.stderr
