@@ -29,7 +29,7 @@ run: $(STAMP)  ## run the lr_optimizer study locally and write its one-page repo
 test: $(STAMP)  ## the default test suite (offline, CPU, a few minutes)
 	$(PY) -m pytest
 
-test-slow: $(STAMP)  ## the slow tests too (gestures accuracy bar, stalled and killed agents, read-only store, crash windows)
+test-slow: $(STAMP)  ## the slow tests too (gestures bar, crash windows, random kills, stalled agent, fill, publish, launcher)
 	$(PY) -m pytest -m ""
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy

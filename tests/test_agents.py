@@ -144,6 +144,7 @@ def test_bad_value_is_one_line_and_no_run(tmp_path: Path) -> None:
     assert_finished_once([r for r in runs if r not in bad], [{"lr": 1.0e-3, "epochs": 1}])
 
 
+@pytest.mark.slow
 def test_launcher_cpu_agents_count_each(tmp_path: Path) -> None:
     # Three points, two agents with --count 1: two runs, so --count reached each agent.
     parameters = {"lr": {"values": [1.0e-3, 1.0e-2, 1.0e-1]}, **ONE_EPOCH}

@@ -54,6 +54,7 @@ def no_nan(row: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
 
 
+@pytest.mark.slow
 def test_wandb_table_from_real_runs_then_from_cache(tmp_path: Path) -> None:
     parameters = {
         "lr": {"values": [1.0e-3, 1.0e-2]},

@@ -106,6 +106,7 @@ def test_smaller_grids_halve_the_longest_list() -> None:
     assert grids[2]["parameters"]["lr"]["values"] == [1e-4]
 
 
+@pytest.mark.slow
 def test_one_point_gives_the_same_accuracy_in_process_and_per_process(tmp_path: Path) -> None:
     """The fast path trains exactly what `wandb agent` would: same seeds, same metrics."""
     sweep = write_sweep(
@@ -122,6 +123,7 @@ def test_one_point_gives_the_same_accuracy_in_process_and_per_process(tmp_path: 
         assert 0.0 < m.train_s < m.wall_s and 0.0 < m.overhead < 1.0
 
 
+@pytest.mark.slow
 def test_packing_measures_each_agent_count_on_the_cpu(tmp_path: Path) -> None:
     """bench.packing end to end, forced onto the CPU: one row per count, same results."""
     sweep = write_sweep(

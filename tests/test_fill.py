@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agents.fill import RunInfo, plan_fill
 from tests.fakewandb import FakeWandb
 from tests.test_agents import ONE_EPOCH, agents, assert_finished_once
@@ -45,6 +47,7 @@ def fill(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_fill_runs_exactly_the_holes(tmp_path: Path) -> None:
     parameters = {"lr": {"values": [1.0e-3, 1.0e-2, 1.0e-1]}, **ONE_EPOCH}
     with FakeWandb() as fake:

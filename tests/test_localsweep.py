@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from localsweep.grid import all_points, load_sweep
 from localsweep.store import Store
 from sweepmap import keys
@@ -86,6 +88,7 @@ def test_two_agents_run_every_point_exactly_once(wandb_env, tmp_path) -> None:
     assert logged["summary"][keys.VAL_ACCURACY] == runs[0].summary[keys.VAL_ACCURACY]
 
 
+@pytest.mark.slow
 def test_in_process_runs_record_the_git_state_of_the_agent(wandb_env, tmp_path) -> None:
     """The agent reads git once, not at every wandb.init: each run must still carry it."""
     repo = tmp_path / "study"
@@ -110,6 +113,7 @@ def test_in_process_runs_record_the_git_state_of_the_agent(wandb_env, tmp_path) 
                             "remote_url": "https://example.com/team/study.git"}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_finishes_every_point_once(wandb_env, tmp_path) -> None:
     sweep = write_sweep(
         tmp_path / "four.yaml", {"lr": [1.0e-3, 1.0e-2], "seed": [0, 1], "epochs": 6}

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.fakewandb import FakeWandb
 from tests.fakewandb_artifacts import collection
@@ -49,6 +51,7 @@ def read_run(path: str, env: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.slow
 def test_publish_then_republish(tmp_path: Path) -> None:
     parameters = {"lr": {"values": [1.0e-3, 1.0e-2]}, "batch_size": {"values": [32, 64]},
                   "seed": {"values": [0, 1]}, "epochs": {"value": 1}}  # fmt: skip

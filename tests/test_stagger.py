@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.fakewandb import FakeWandb
 from tests.test_agents import ONE_EPOCH, agents, assert_finished_once
 from tests.test_wandb_contract import TRAIN, create_sweep_cli, fake_grid, train_env
@@ -49,6 +51,7 @@ def test_the_fake_has_the_race() -> None:
     assert first_points(race=False) == [{"lr": {"value": 0.1}}, {"lr": {"value": 0.01}}]
 
 
+@pytest.mark.slow
 def test_staggered_agents_get_different_points(tmp_path: Path) -> None:
     parameters = {"lr": {"values": [1.0e-3, 1.0e-2]}, **ONE_EPOCH}
     with FakeWandb(race=True) as fake:

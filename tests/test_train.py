@@ -65,6 +65,7 @@ def test_train_py_as_the_agent_starts_it(wandb_env, tmp_path) -> None:
     assert record_summary[keys.VAL_ACCURACY] == pytest.approx(summary[keys.VAL_ACCURACY])
 
 
+@pytest.mark.slow
 def test_param_file_alone_sets_the_config(wandb_env, tmp_path) -> None:
     # A sweep `command:` without ${args}: the values arrive only through the locked param file.
     point = {"epochs": 1, "lr": 0.05, "optimizer": "adamw"}
@@ -88,6 +89,7 @@ def test_exploding_loss_fails_the_run(wandb_env, tmp_path) -> None:
     assert state == "failed" and summary[keys.EPOCHS_COMPLETED] < 3
 
 
+@pytest.mark.slow
 def test_save_model_keeps_the_best_model(wandb_env, tmp_path) -> None:
     proc = run_py(["train.py", "--epochs=1", "--save_model=True"], wandb_env)
     assert proc.returncode == 0, proc.stderr
