@@ -28,7 +28,7 @@ from sweepmap.sweepfile import SweepError
 
 MODES = ("inprocess", "process")
 HEARTBEAT_S = float(os.environ.get("SWEEPMAP_HEARTBEAT_S") or 5.0)  # shorter in tests
-IDLE_POLL_S = 0.5
+IDLE_POLL_S = 0.2  # an idle agent ends this long after the last run at most
 # As wandb's agent: a config that fails at once must not burn through the whole grid.
 MAX_FAILURES_IN_ROW = 5
 # A run that could not run (its state "error") is stored as such and runs again on resume.
