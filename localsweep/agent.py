@@ -104,12 +104,8 @@ def run_agent(
         while count is None or done < count:
             run = store.claim(sweep, new_run_id(), retry_failed, since=began)
             if run is None:
-                c = store.counts(sweep)
-                if not c["running"] + c["pending"]:
+                if not _wait_for_others(store, sweep):
                     break
-                # Others still run: stay, so that a point whose agent dies or stalls past the
-                # heartbeat timeout is reaped and taken over (each claim reaps first).
-                time.sleep(IDLE_POLL_S)
                 continue
             claim = local_identity(store.root, sweep, run.id).claim_path
             claim.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +140,20 @@ def run_agent(
         # its _dynamo and wandb made (~1.2 s of CPU here); frozen, they are left to the OS.
         gc.freeze()
     return 0
+
+
+def _wait_for_others(store: Store, sweep: str) -> bool:
+    """Nothing to claim but others still run: stay, so that a point whose agent dies or
+    stalls past the heartbeat timeout is reaped and taken over. Reads every IDLE_POLL_S (the
+    sweep's end is seen at once), claims again (which reaps) every heartbeat; False when
+    no run is active any more."""
+    until = time.monotonic() + HEARTBEAT_S
+    while time.monotonic() < until:
+        c = store.counts(sweep)
+        if not c["running"] + c["pending"]:
+            return False
+        time.sleep(IDLE_POLL_S)
+    return True
 
 
 def _store(store: Store, run_id: str, outcome: Outcome) -> bool:

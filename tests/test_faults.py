@@ -36,6 +36,20 @@ def wandb_finished_per_point(store_dir: Path) -> Counter[str]:
     return found
 
 
+def resume_then_each_point_finished_once(
+    args: list[str], env: dict[str, str], sweep: Path, store_dir: Path, points: int
+) -> None:
+    """`localsweep run` again completes the grid with one finished run per point, in the
+    store and in wandb's own files."""
+    resumed = localsweep(args, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    runs = Store(store_dir).runs(name_of(sweep))
+    finished = Counter(point_key(r.config) for r in runs if r.state == "finished")
+    assert len(finished) == points and set(finished.values()) == {1}, runs
+    on_wandb = wandb_finished_per_point(store_dir)
+    assert len(on_wandb) == points and set(on_wandb.values()) == {1}, on_wandb
+
+
 def three_points(tmp_path: Path, epochs: int = 2) -> Path:
     return write_sweep(tmp_path / "three.yaml", {"seed": [0, 1, 2], "epochs": epochs})
 
@@ -55,13 +69,7 @@ def test_a_kill_inside_a_crash_window_leaves_one_finished_run(wandb_env, tmp_pat
     first = localsweep(args, {**wandb_env, "SWEEPMAP_FAULT": window})
     assert first.returncode == 1, first.stdout + first.stderr
     assert "agent 0" in first.stdout and "died: killed by SIGKILL" in first.stdout
-    resumed = localsweep(args, wandb_env)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    runs = Store(store_dir).runs(name_of(sweep))
-    finished = Counter(point_key(r.config) for r in runs if r.state == "finished")
-    assert len(finished) == 3 and set(finished.values()) == {1}, runs
-    on_wandb = wandb_finished_per_point(store_dir)
-    assert len(on_wandb) == 3 and set(on_wandb.values()) == {1}, on_wandb
+    resume_then_each_point_finished_once(args, wandb_env, sweep, store_dir, points=3)
 
 
 @pytest.mark.slow
@@ -210,10 +218,4 @@ def test_a_kill_at_a_random_moment_then_resume_finishes_every_point_once(
         os.killpg(runner.pid, signal.SIGKILL)
     runner.wait()
     wait_for(lambda: not _processes_with(str(store_dir), "cmdline"), 30, "the agents to die")
-    resumed = localsweep(args, wandb_env)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    runs = Store(store_dir).runs(name_of(sweep))
-    finished = Counter(point_key(r.config) for r in runs if r.state == "finished")
-    assert len(finished) == 6 and set(finished.values()) == {1}, runs
-    on_wandb = wandb_finished_per_point(store_dir)
-    assert len(on_wandb) == 6 and set(on_wandb.values()) == {1}, on_wandb
+    resume_then_each_point_finished_once(args, wandb_env, sweep, store_dir, points=6)
