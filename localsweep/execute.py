@@ -104,7 +104,7 @@ class Process:
             # train.py's record; a config error there means the command, not the grid point
             # (every point was validated at create): an error of the environment.
             return Outcome("error" if state == "invalid" else state, summary, code)
-        return from_exit_code(code, _last_line(log))
+        return from_exit_code(code, last_line(log))
 
 
 def from_exit_code(code: int, last_line: str) -> Outcome:
@@ -135,9 +135,10 @@ def _stop(proc: subprocess.Popen[bytes], err: KeyboardInterrupt) -> None:
         proc.wait()
 
 
-def _last_line(log: Path) -> str:
+def last_line(log: Path) -> str:
+    """The last non-blank line of a log ("" when there is none): what a process said last."""
     try:
-        lines = log.read_text(errors="replace").strip().splitlines()
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return ""
     return lines[-1].strip() if lines else ""

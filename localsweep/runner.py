@@ -20,6 +20,7 @@ from types import FrameType
 
 from agents.proc import die_with_parent
 from localsweep.agent import MAX_FAILURES_IN_ROW, point_text
+from localsweep.execute import last_line
 from localsweep.rows import NOT_DONE, StoreError
 from localsweep.store import Store
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -118,14 +119,14 @@ class Watch:
             self.said.add(key)
             log = agent_log(self.store.root, self.sweep, i)
             if code == EXIT_USAGE:  # refused the sweep before its first claim: its reason
-                self.refusals.append(_last_line(log))
+                self.refusals.append(last_line(log) or f"an agent refused the sweep (see {log})")
                 continue
             reaped = self.reap()
             held = f"; its run {', '.join(reaped)} is marked crashed" if reaped else ""
             left = sum(q.poll() is None for q in self.procs)
             how = "died" if code < 0 or code > 128 else "stopped"
             self.faults += code == EXIT_ENVIRONMENT
-            said = "" if how == "died" else f": {_last_line(log)}"
+            said = "" if how == "died" else f": {last_line(log) or 'no output'}"
             lines.append(f"agent {i} (pid {p.pid}) {how}: {_exit_text(code)}{said} (log: {log})"
                          f"{held}; carrying on with {left} agent(s)")  # fmt: skip
         return lines
@@ -217,14 +218,6 @@ def _exit_text(code: int) -> str:
     if code == EXIT_FAILED:
         return f"{MAX_FAILURES_IN_ROW} runs in a row did not finish"
     return f"exit code {code}"
-
-
-def _last_line(log: Path) -> str:
-    try:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return f"an agent refused the sweep (see {log})"
-    return lines[-1].strip() if lines else f"an agent refused the sweep (see {log})"
 
 
 def _clock(seconds: float) -> str:
