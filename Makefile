@@ -49,7 +49,7 @@ bench-gpu: $(STAMP)  ## runs/min with 1, 2, 4, 8 agents on one GPU, fp32 and bf1
 	  --device cuda --out bench/packing.md
 
 lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml
-	$(VENV)/bin/pip-compile -q --extra dev --strip-extras --no-emit-index-url \
+	$(VENV)/bin/pip-compile -q --extra dev --extra bench --strip-extras --no-emit-index-url \
 	  --no-emit-find-links --no-header --no-annotate -o requirements.lock pyproject.toml
 	sed -i 's/^torch==\(.*\)+cpu$$/torch==\1/' requirements.lock
 
