@@ -6,9 +6,9 @@ Go sidecar `wandb-core`, so the operations below were read off the wire, not onl
 
 GraphQL (POST /graphql), answered by operation name:
   Viewer, GetViewer, UpsertSweep (with priorRunsFilters), SweepWithRuns, GetSweep, CreateAgent,
-  Heartbeat, UpsertBucket, RunResumeStatus, CreateCustomChart,
-  OrganizationCoreWeaveOrganizationID, ServerFeaturesQuery,
-  CreateRunFiles, Runs, Run, RunFullHistory; artifacts in tests/fakewandb_artifacts.py.
+  Heartbeat, CreateCustomChart, OrganizationCoreWeaveOrganizationID, ServerFeaturesQuery;
+  runs (UpsertBucket, RunResumeStatus, CreateRunFiles, Runs, Run, RunFullHistory, file_stream)
+  in tests/fakewandb_runs.py; artifacts in tests/fakewandb_artifacts.py.
 HTTP: POST /files/<entity>/<project>/<run>/file_stream (history rows from "wandb-history.jsonl",
 summary from "wandb-summary.json", state from "complete"/"exitcode"), PUT /upload/... (file
 uploads handed out by CreateRunFiles, accepted and kept), POST /sdk/otel/... (telemetry, ignored).
@@ -48,56 +48,34 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import yaml
 
 from tests.fakewandb_artifacts import FakeArtifact, artifact_graphql, artifact_put
+from tests.fakewandb_runs import (
+    NOW,
+    FakeRun,
+    FakeSweep,
+    file_stream,
+    match,
+    project_node,
+    run_graphql,
+    run_node,
+)
 
 with warnings.catch_warnings():
     # sweeps 0.2.0 uses pydantic v1 config names; pydantic v2 warns once at import.
     warnings.filterwarnings("ignore", message=r"(?s).*(class-based `config`|config keys)")
     import sweeps
 
+__all__ = ["FakeRun", "FakeSweep", "FakeWandb", "GraphQLError"]
 OPAQUE = {"sampledHistory", "historyKeys"}  # JSON-typed fields: returned whole
-NOW = "2024-01-01T00:00:00"
 
 
 class GraphQLError(Exception):
     """A refusal the real server makes too, answered as a GraphQL error (not 'unknown')."""
-
-
-@dataclass
-class FakeSweep:
-    name: str
-    project: str
-    config: dict[str, Any]
-    yaml: str
-
-
-@dataclass
-class FakeRun:
-    name: str
-    project: str
-    sweep: str | None
-    state: str = "pending"  # pending -> running -> finished | failed
-    config: dict[str, Any] = field(default_factory=dict)  # wandb's form: {key: {"value": v}}
-    summary: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    exitcode: int | None = None
-    files: dict[str, bytes] = field(default_factory=dict)
-    group: str | None = None
-    job_type: str | None = None
-    tags: list[str] = field(default_factory=list)
-    handed_out_at: float | None = None  # time.monotonic() of the heartbeat that gave it out
-    started_at: float | None = None  # ...of its first UpsertBucket (wandb.init)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The user config as plain values, without wandb's own `_wandb` key."""
-        return {k: v["value"] for k, v in self.config.items() if not k.startswith("_")}
 
 
 class FakeWandb:
@@ -143,37 +121,8 @@ class FakeWandb:
         return [r for r in self.runs.values() if r.sweep == sweep_id]
 
     # -- GraphQL -------------------------------------------------------------------------
-    def _run_node(self, r: FakeRun) -> dict[str, Any]:
-        return {
-            "id": r.name, "name": r.name, "displayName": r.name, "projectId": "1",
-            "sweepName": r.sweep, "state": r.state, "config": json.dumps(r.config),
-            "summaryMetrics": json.dumps(r.summary), "systemMetrics": "{}",
-            "historyLineCount": len(r.history), "historyKeys": {}, "tags": r.tags, "group": r.group,
-            "jobType": r.job_type, "commit": None, "readOnly": False, "createdAt": NOW,
-            "heartbeatAt": NOW, "description": None, "notes": None, "exitcode": r.exitcode,
-            "user": {"name": self.entity, "username": self.entity},
-            "project": self._project(r.project), "shouldStop": False, "stopped": False,
-            "failed": r.state == "failed", "running": r.state == "running",
-            "sampledHistory": [r.history],
-            "history": [json.dumps(row) for row in r.history],
-        }  # fmt: skip
-
-    def _resume_node(self, r: FakeRun) -> dict[str, Any]:
-        # The tails are JSON lists of JSON rows, as the old Python sender read them.
-        tail = [json.dumps(row) for row in r.history[-1:]]
-        return {
-            "id": r.name, "name": r.name, "displayName": r.name,
-            "summaryMetrics": json.dumps(r.summary), "config": json.dumps(r.config),
-            "logLineCount": 0, "historyLineCount": len(r.history), "eventsLineCount": 0,
-            "historyTail": json.dumps(tail), "eventsTail": "[]", "tags": r.tags, "notes": None,
-            "wandbConfig": json.dumps({"t": r.config.get("_wandb", {}).get("value", {}).get("t")}),
-        }  # fmt: skip
-
-    def _project(self, name: str) -> dict[str, Any]:
-        return {"id": "1", "name": name, "entity": {"id": "1", "name": self.entity}}
-
     def _sweep_node(self, s: FakeSweep) -> dict[str, Any]:
-        runs = [self._run_node(r) for r in self.sweep_runs(s.name)]
+        runs = [run_node(self, r) for r in self.sweep_runs(s.name)]
         return {
             "__typename": "Sweep", "id": s.name, "name": s.name, "displayName": None,
             "method": s.config.get("method"), "state": "RUNNING", "description": None,
@@ -217,9 +166,9 @@ class FakeWandb:
             # filter; the server adds them to the new sweep (a run belongs to one sweep).
             prior = json.loads(v.get("priorRunsFilters") or "null")
             for r in self.runs.values() if prior else ():
-                if r.project == proj and _match(r, prior):
+                if r.project == proj and match(r, prior):
                     r.sweep = sid
-            sweep = {"name": sid, "project": self._project(proj)}
+            sweep = {"name": sid, "project": project_node(self, proj)}
             return {"upsertSweep": {"sweep": sweep, "configValidationWarnings": []}}
         if op in ("SweepWithRuns", "GetSweep"):
             s = self.sweeps.get(v.get("sweep") or v.get("name") or "")
@@ -231,78 +180,17 @@ class FakeWandb:
         if op == "Heartbeat":
             cmds = self._heartbeat(v["id"], json.loads(v.get("runState") or "{}"))
             return {"agentHeartbeat": {"agent": {"id": v["id"]}, "commands": json.dumps(cmds)}}
-        if op == "UpsertBucket":  # wandb.init, then again with full config/metadata
-            r = self.runs.setdefault(v["name"], FakeRun(v["name"], v["project"], v.get("sweep")))
-            r.config = json.loads(v["config"]) if v.get("config") else r.config
-            r.group = v.get("groupName") or r.group
-            r.job_type = v.get("jobType") or r.job_type
-            r.tags = v.get("tags") or r.tags
-            r.state = "running" if r.state == "pending" else r.state
-            r.started_at = r.started_at or time.monotonic()
-            return {"upsertBucket": {"bucket": self._run_node(r), "inserted": True}}
         if op == "OrganizationCoreWeaveOrganizationID":
             return {"entity": {"organization": None}}
         if op == "ServerFeaturesQuery":  # wandb-core asks during a run; none: an older server
             return {"serverInfo": {"features": []}}
-        if op == "CreateRunFiles":
-            up = f"{self.url}/upload/{v['run']}"
-            files = [{"name": f, "uploadUrl": f"{up}/{f}"} for f in v["files"]]
-            return {"createRunFiles": {"runID": v["run"], "uploadHeaders": [], "files": files}}
-        if op == "Runs":
-            flt = json.loads(v.get("filters") or "{}")
-            hits = [self._run_node(r) for r in self.runs.values()
-                    if r.project == v["project"] and _match(r, flt)]  # fmt: skip
-            start = int(v.get("cursor") or 0)
-            page = hits[start : start + int(v.get("perPage") or 50)]
-            edges = [{"node": n, "cursor": str(start + i + 1)} for i, n in enumerate(page)]
-            end = start + len(page)
-            info = {"endCursor": str(end), "hasNextPage": end < len(hits)}
-            proj = {"internalId": "1", "runCount": len(hits), "readOnly": False}
-            return {"project": proj | {"runs": {"edges": edges, "pageInfo": info}}}
         if op == "CreateCustomChart":  # Api().create_custom_chart; a name is taken once
             cid = f"{v['entity']}/{v['chartName']}"
             if cid in self.charts:
                 raise GraphQLError(f"custom chart {cid} already exists")
             self.charts[cid] = v | {"spec": json.loads(v["spec"])}
             return {"createCustomChart": {"chart": {"id": cid}}}
-        if op == "RunResumeStatus":  # wandb.init(id=..., resume="allow"|"must")
-            found = self.runs.get(v["name"])
-            proj = self._project(v["project"])
-            return {"model": proj | {"bucket": self._resume_node(found) if found else None}}
-        if op in ("Run", "RunFullHistory"):
-            found = self.runs.get(v["name"])
-            return {"project": {"run": self._run_node(found) if found else None}}
-        return artifact_graphql(self, op, v)
-
-    def file_stream(self, r: FakeRun, req: dict[str, Any]) -> None:
-        files = req.get("files", {})
-        if "wandb-history.jsonl" in files:  # rows from `offset` on; a resend overwrites
-            part = files["wandb-history.jsonl"]
-            rows = [json.loads(line) for line in part["content"]]
-            r.history[part["offset"] : part["offset"] + len(rows)] = rows
-        for line in files.get("wandb-summary.json", {}).get("content", []):
-            r.summary = json.loads(line)  # the whole summary, each time
-        if req.get("complete"):
-            r.exitcode = req.get("exitcode")
-            r.state = "finished" if r.exitcode == 0 else "failed"
-
-
-def _match(r: FakeRun, flt: dict[str, Any]) -> bool:
-    """The few MongoDB-style run filters the public API sends: $and, $or, key == value."""
-    fields = {"sweep": r.sweep, "name": r.name, "state": r.state}
-    for k, want in flt.items():
-        if k == "$and":
-            ok = all(_match(r, f) for f in want)
-        elif k == "$or":
-            ok = any(_match(r, f) for f in want)
-        elif k in fields:
-            ok = fields[k] == want
-        else:
-            print(f"fakewandb: UNKNOWN run filter {k!r}", file=sys.stderr)
-            ok = False
-        if not ok:
-            return False
-    return True
+        return run_graphql(self, op, v) or artifact_graphql(self, op, v)
 
 
 def _select(obj: Any, query: str) -> Any:
@@ -354,7 +242,7 @@ def _handler(fake: FakeWandb) -> type[BaseHTTPRequestHandler]:
                 self._reply({"data": _select(data or {}, query)})
             elif path.endswith("/file_stream") and path.split("/")[-2] in fake.runs:
                 with fake._lock:
-                    fake.file_stream(fake.runs[path.split("/")[-2]], json.loads(body))
+                    file_stream(fake.runs[path.split("/")[-2]], json.loads(body))
                 self._reply({})
             elif path.startswith("/sdk/otel/"):
                 self._reply({})
