@@ -9,7 +9,7 @@ STORE ?= .sweepmap
 GPU_SWEEP ?= sweeps/gestures_hidden_dropout.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-slow lint format bench bench-gpu lock clean
+.PHONY: help install run test test-slow lint format bench bench-peers bench-gpu lock clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 
 bench: $(STAMP)  ## throughput of the local runner against one process per run
 	$(PY) -m bench.sweep_throughput --sweep $(SWEEP) --out bench/results.md
+
+bench-peers: $(STAMP)  ## sweepmap against Optuna on one grid, same training, 2 agents each
+	$(PY) -m bench.peers --sweep $(SWEEP) --agents $(AGENTS) --rounds 3 --out bench/results.md
 
 bench-gpu: $(STAMP)  ## runs/min with 1, 2, 4, 8 agents on one GPU, fp32 and bf16 (gestures)
 	$(PY) -m bench.packing --sweep $(GPU_SWEEP) --agents 1,2,4,8 --runs 32 --bf16 \

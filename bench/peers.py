@@ -1,0 +1,200 @@
+"""sweepmap against Optuna on one grid, side by side: runs/min, the ratio, and the same results.
+
+    python -m bench.peers --sweep sweeps/lr_optimizer.yaml --agents 2 --rounds 3 \
+        --out bench/results.md
+    python -m bench.peers --quick --out /tmp/peers.md   # 4 points of 1 epoch, 1 round
+
+Rounds are interleaved (sweepmap, Optuna, sweepmap, ...) after a warm-up of each, so that the
+machine's drift hits both arms alike; each arm's wall time is the clock around its processes,
+from their start to the last one's exit, in a fresh temporary folder:
+- sweepmap: `python -m localsweep run SWEEP --agents N --store TMP`, wandb offline, as its
+  users run it;
+- Optuna: N processes of `python -m bench.optuna_trial` (GridSampler over the same points,
+  one JournalStorage file), each trial train.py's training function with no wandb, as
+  Optuna's users run it.
+Both train on one torch thread a process (SWEEPMAP_THREADS=1). The final val/accuracy and
+val/loss of every grid point must be the same in both arms and every round, or it exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.facts import machine_facts
+from bench.peers_report import Arm, disagreements, git_commit, markdown
+from bench.sweep_throughput import bench_env
+from localsweep.grid import all_points, load_sweep
+from sweepmap import keys
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = ("sweepmap", "optuna")
+LOSS_TOLERANCE = 1e-9  # relative; same seed, same thread count, same data: equal in practice
+
+
+def _run(argv: list[str], env: dict[str, str], logs: list[Path]) -> float:
+    """Start `argv` once per log, side by side; wait for all; time.time() at the last exit.
+    A failure raises with its log's tail."""
+    procs = []
+    for log in logs:
+        with log.open("wb") as out:
+            procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=out))
+    codes = [proc.wait() for proc in procs]
+    end = time.time()
+    for code, log in zip(codes, logs, strict=True):
+        if code != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise RuntimeError(f"{' '.join(argv)} exited {code}:\n{tail}")
+    return end
+
+
+def run_sweepmap(sweep: Path, agents: int, tmp: Path) -> Arm:
+    from localsweep.store import Store
+
+    env = {**bench_env(tmp), "SWEEPMAP_THREADS": "1"}
+    store = tmp / "store"
+    argv = [sys.executable, "-m", "localsweep", "run", str(sweep), "--agents", str(agents),
+            "--store", str(store)]  # fmt: skip
+    t0, c0 = time.time(), time.perf_counter()
+    end = _run(argv, env, [tmp / "sweepmap.log"])
+    wall = time.perf_counter() - c0
+    db = Store(store)
+    try:
+        runs = [r for s in db.sweeps() for r in db.runs(s.name)]
+    finally:
+        db.close()
+    return Arm(
+        "sweepmap",
+        agents,
+        wall,
+        t0,
+        end,
+        results={_key(r.config): _outcome(r.summary) for r in runs},
+        trials=len(runs),
+        spans=[(r.started or t0, r.ended or end) for r in runs],
+        train_s=sum(float(r.summary.get(keys.TRAIN_TIME, 0.0)) for r in runs),
+    )
+
+
+def run_optuna(sweep: Path, agents: int, tmp: Path) -> Arm:
+    import optuna
+
+    from bench.optuna_trial import POINT, storage
+
+    # bench_env keeps wandb contained even though this arm never imports it.
+    env = {**bench_env(tmp), "SWEEPMAP_THREADS": "1"}
+    journal, study = tmp / "optuna.journal", "bench-peers"
+    argv = [sys.executable, "-m", "bench.optuna_trial", "--sweep", str(sweep),
+            "--journal", str(journal), "--study", study]  # fmt: skip
+    logs = [tmp / f"optuna-{i}.log" for i in range(agents)]
+    t0, c0 = time.time(), time.perf_counter()
+    end = _run(argv, env, logs)
+    wall = time.perf_counter() - c0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = optuna.load_study(study_name=study, storage=storage(journal)).trials
+    results: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        # A point trained twice (workers racing for the grid's last entries) keeps its first.
+        results.setdefault(str(t.user_attrs.get(POINT)), _outcome(t.user_attrs))
+    return Arm(
+        "optuna",
+        agents,
+        wall,
+        t0,
+        end,
+        results=results,
+        trials=len(trials),
+        spans=[
+            (t.datetime_start.timestamp(), t.datetime_complete.timestamp())
+            for t in trials
+            if t.datetime_start and t.datetime_complete
+        ],
+        train_s=sum(float(t.user_attrs.get(keys.TRAIN_TIME, 0.0)) for t in trials),
+    )
+
+
+def _key(config: dict[str, Any]) -> str:
+    from bench.optuna_trial import point_key
+
+    return point_key(config)
+
+
+def _outcome(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: summary.get(k) for k in (keys.VAL_ACCURACY, keys.VAL_LOSS, keys.FAILURE)}
+
+
+def measure(arm: str, sweep: Path, agents: int) -> Arm:
+    tmp = Path(tempfile.mkdtemp(prefix=f"sweepmap-peers-{arm}-"))
+    try:
+        return (run_sweepmap if arm == "sweepmap" else run_optuna)(sweep, agents, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def quick_sweep(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy with 4 points of 1 epoch: 2 levels of the first two `values` lists, 1 of the rest."""
+    small: dict[str, Any] = yaml.safe_load(yaml.safe_dump(config))
+    kept = 0
+    for name, spec in small["parameters"].items():
+        if name == "epochs":
+            small["parameters"][name] = {"value": 1}
+        elif len(spec.get("values", [])) > 1:
+            spec["values"] = spec["values"][: 2 if kept < 2 else 1]
+            kept += 1
+    return small
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--sweep", type=Path, default=Path("sweeps/lr_optimizer.yaml"))
+    p.add_argument("--agents", type=int, default=2, help="sweepmap agents = Optuna workers")
+    p.add_argument("--rounds", type=int, default=3, help="measured rounds, each arm once")
+    p.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first")
+    p.add_argument("--out", type=Path, default=None, help="markdown file to append to")
+    p.add_argument("--quick", action="store_true",
+                   help="4 points of 1 epoch, 1 round, no warm-up (the test)")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.agents < 1 or args.rounds < 1 or args.warmup < 0:
+        p.error("--agents and --rounds must be >= 1, --warmup >= 0")
+    command = " ".join(["python -m bench.peers", *(sys.argv[1:] if argv is None else argv)])
+    _, config = load_sweep(args.sweep)
+    with tempfile.TemporaryDirectory(prefix="sweepmap-peers-") as tmp:
+        sweep = args.sweep
+        if args.quick:
+            config, args.rounds, args.warmup = quick_sweep(config), 1, 0
+            sweep = Path(tmp) / args.sweep.name
+            sweep.write_text(yaml.safe_dump(config, sort_keys=False))
+        grid = len(all_points(config))
+        facts, commit = machine_facts(), git_commit(ROOT)
+        rounds: list[dict[str, Arm]] = []
+        for r in range(args.warmup + args.rounds):
+            done = {arm: measure(arm, sweep, args.agents) for arm in ARMS}
+            label = "warm-up" if r < args.warmup else f"round {r - args.warmup + 1}"
+            print(label, *(f"{a.name} {a.wall_s:.1f} s ({a.runs_per_min:.1f} runs/min)"
+                           for a in done.values()), flush=True)  # fmt: skip
+            if r >= args.warmup:
+                rounds.append(done)
+    wrong = disagreements([a for done in rounds for a in done.values()], grid, LOSS_TOLERANCE)
+    text = "\n".join(markdown(args.sweep, command, facts, commit, grid, rounds, wrong)) + "\n"
+    print(text)
+    if wrong:
+        print("bench-peers: the arms' results disagree (above); nothing appended", file=sys.stderr)
+        return 1
+    if args.out:
+        with args.out.open("a") as out:
+            out.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
