@@ -11,7 +11,8 @@ GraphQL (POST /graphql), answered by operation name:
   in tests/fakewandb_runs.py; artifacts in tests/fakewandb_artifacts.py.
 HTTP: POST /files/<entity>/<project>/<run>/file_stream (history rows from "wandb-history.jsonl",
 summary from "wandb-summary.json", state from "complete"/"exitcode"), PUT /upload/... (file
-uploads handed out by CreateRunFiles, accepted and kept), POST /sdk/otel/... (telemetry, ignored).
+uploads handed out by CreateRunFiles, accepted and kept), GET of those uploads and of artifact
+files and manifests (downloads: a 404 when unknown), POST /sdk/otel/... (telemetry, ignored).
 Anything else is printed to stderr as "fakewandb: UNKNOWN ..." and kept in `FakeWandb.unknown`;
 unknown GraphQL gets `{"data": {}}`.
 
@@ -53,7 +54,12 @@ from typing import Any
 
 import yaml
 
-from tests.fakewandb_artifacts import FakeArtifact, artifact_graphql, artifact_put
+from tests.fakewandb_artifacts import (
+    FakeArtifact,
+    artifact_download,
+    artifact_graphql,
+    artifact_put,
+)
 from tests.fakewandb_runs import (
     NOW,
     FakeRun,
@@ -61,6 +67,7 @@ from tests.fakewandb_runs import (
     file_stream,
     match,
     project_node,
+    run_download,
     run_graphql,
     run_node,
 )
@@ -263,11 +270,27 @@ def _handler(fake: FakeWandb) -> type[BaseHTTPRequestHandler]:
                 self._unknown(f"PUT {self.path}")
             self._reply({})
 
-        def do_GET(self) -> None:  # nothing wandb 0.31 needs here
+        def do_GET(self) -> None:  # downloads of what was uploaded: run files, artifacts
+            path = self.path.split("?")[0]
+            with fake._lock:
+                body = run_download(fake, path)
+                body = artifact_download(fake, path) if body is None else body
+            if body is None:
+                self._unknown(f"GET {self.path}")
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_DELETE(self) -> None:  # nothing wandb 0.31 needs here
             self._unknown(f"{self.command} {self.path}")
             self._reply({})
 
-        do_DELETE = do_PATCH = do_GET
+        do_PATCH = do_DELETE
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # quiet: the interesting traffic is in fake.ops / fake.unknown

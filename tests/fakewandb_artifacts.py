@@ -8,6 +8,12 @@ A run's tables (`wandb.Table` in run.log) are such artifacts too: "run-<id>-<key
 "run_table". Versions: a new digest in a collection is v<n+1> and takes "latest"; the same
 digest again is the same version (the server de-duplicates), which keeps a republish from
 adding a copy.
+
+Read path (`wandb.Api().artifact(...)`, `run.logged_artifacts()`, `Artifact.download()`), off
+wandb 0.31's generated queries (wandb/sdk/artifacts/_generated/operations.py):
+ArtifactMembershipByName -> FetchArtifactManifest -> GET the manifest ->
+GetArtifactMembershipFileUrls -> GET each file; RunOutputArtifacts lists what a run logged.
+The answers are parsed by pydantic models with literal `__typename`s, so those are given.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from tests.fakewandb_runs import NOW, project_node
 
 if TYPE_CHECKING:
     from tests.fakewandb import FakeWandb
@@ -109,6 +117,78 @@ def artifact_graphql(fake: FakeWandb, op: str, v: dict[str, Any]) -> dict[str, A
         a = fake.artifacts[i["artifactID"]]
         a.used_by.append(i["runName"])
         return {"useArtifact": {"artifact": {"id": a.id}}}
+    return _read_graphql(fake, op, v)
+
+
+def _read_graphql(fake: FakeWandb, op: str, v: dict[str, Any]) -> dict[str, Any] | None:
+    if op == "ArtifactMembershipByName":  # Api().artifact("E/P/NAME:ALIAS")
+        found = find(fake, v["project"], v["name"])
+        member = _membership_node(fake, found) if found else None
+        return {"project": {"artifactCollectionMembership": member}}
+    if op == "FetchArtifactManifest":
+        a = fake.artifacts.get(v["id"])
+        return {"artifact": {"currentManifest": _manifest_node(fake, a)} if a else None}
+    if op == "GetArtifactMembershipFileUrls":
+        found = find(fake, v["project"], f"{v['collection']}:{v['alias']}")
+        files = None
+        if found:
+            edges = [{"node": {"__typename": "File", "name": name,
+                               "directUrl": f"{fake.url}/artifact-file/{found.id}/{name}"}}
+                     for name in found.files]  # fmt: skip
+            info = {"__typename": "PageInfo", "endCursor": None, "hasNextPage": False}
+            files = {"files": {"pageInfo": info, "edges": edges}}
+        coll = {"__typename": "ArtifactSequence", "artifactMembership": files}
+        return {"project": {"artifactCollection": coll}}
+    if op == "RunOutputArtifacts":  # run.logged_artifacts()
+        logged = [a for a in fake.artifacts.values()
+                  if a.run == v["run"] and a.state == "COMMITTED"]  # fmt: skip
+        info = {"__typename": "PageInfo", "endCursor": None, "hasNextPage": False}
+        edges = [{"node": _artifact_node(fake, a)} for a in logged]
+        page = {"totalCount": len(logged), "pageInfo": info, "edges": edges}
+        return {"project": {"run": {"artifacts": page}}}
+    return None
+
+
+def _artifact_node(fake: FakeWandb, a: FakeArtifact) -> dict[str, Any]:
+    """wandb's ArtifactFragment."""
+    seq = {"__typename": "ArtifactSequence", "name": a.name,
+           "project": _project_info(fake, a.project)}  # fmt: skip
+    return {
+        "__typename": "Artifact", "id": a.id, "artifactSequence": seq, "versionIndex": a.version,
+        "artifactType": {"name": a.type}, "description": a.description, "metadata": a.metadata,
+        "ttlDurationSeconds": -1, "ttlIsInherited": True, "tags": [], "historyStep": None,
+        "state": a.state, "size": sum(len(b) for b in a.files.values()), "digest": a.digest,
+        "digestAlgorithm": "MANIFEST_MD5", "commitHash": None, "fileCount": len(a.files),
+        "createdAt": NOW, "updatedAt": NOW, "aliases": [
+            _alias_node(a, x) | {"artifactCollection": seq} for x in a.aliases
+        ],
+    }  # fmt: skip
+
+
+def _membership_node(fake: FakeWandb, a: FakeArtifact) -> dict[str, Any]:
+    coll = {"__typename": "ArtifactSequence", "name": a.name,
+            "project": _project_info(fake, a.project)}  # fmt: skip
+    return {"__typename": "ArtifactCollectionMembership", "id": a.id, "versionIndex": a.version,
+            "createdAt": NOW, "aliases": [_alias_node(a, x) for x in a.aliases],
+            "artifactCollection": coll, "artifact": _artifact_node(fake, a)}  # fmt: skip
+
+
+def _alias_node(a: FakeArtifact, alias: str) -> dict[str, Any]:
+    return {"__typename": "ArtifactAlias", "id": f"{a.id}:{alias}", "alias": alias}
+
+
+def _project_info(fake: FakeWandb, project: str) -> dict[str, Any]:
+    return project_node(fake, project) | {"internalId": "1"}
+
+
+def artifact_download(fake: FakeWandb, path: str) -> bytes | None:
+    """GET of a manifest or a file at the URLs handed out above; None when not one."""
+    parts = path.split("/", 3)
+    a = fake.artifacts.get(parts[2]) if len(parts) >= 3 else None
+    if a is not None and parts[1] == "artifact-manifest" and len(parts) == 3:
+        return a.manifest
+    if a is not None and parts[1] == "artifact-file" and len(parts) == 4:
+        return a.files.get(parts[3])
     return None
 
 

@@ -3,7 +3,9 @@
 Write path: UpsertBucket (wandb.init, `wandb sync`, then again with the full config and
 metadata), POST .../file_stream (history, summary, the exit), CreateRunFiles (an upload URL per
 file), PUT /upload/<run>/<file>. Read path: Runs (the public API's listing), Run and
-RunFullHistory (one run), RunResumeStatus (wandb.init(resume=...)).
+RunFullHistory (one run), RunResumeStatus (wandb.init(resume=...)), RunFiles (`run.files()`,
+`run.file(name)`: a download URL per file) and GET /download/<run>/<file> (`File.download()`,
+which wandb-core fetches).
 """
 
 from __future__ import annotations
@@ -116,6 +118,32 @@ def run_graphql(fake: FakeWandb, op: str, v: dict[str, Any]) -> dict[str, Any] |
     if op in ("Run", "RunFullHistory"):
         found = fake.runs.get(v["name"])
         return {"project": {"run": run_node(fake, found) if found else None}}
+    if op == "RunFiles":  # run.files(names=[...]) and run.file(name)
+        found = fake.runs.get(v["name"])
+        node = _files_node(fake, found, v.get("fileNames") or []) if found else None
+        return {"project": {"internalId": "1", "run": node}}
+    return None
+
+
+def _files_node(fake: FakeWandb, r: FakeRun, names: list[str]) -> dict[str, Any]:
+    """All of a run's files in one page (the fake has few); `names` filters them."""
+    wanted = [n for n in r.files if not names or n in names]
+    edges = []
+    for name in wanted:
+        url = f"{fake.url}/download/{r.name}/{name}"
+        edges.append({"cursor": name, "node": {
+            "id": f"{r.name}/{name}", "name": name, "url": url, "directUrl": url,
+            "sizeBytes": len(r.files[name]), "mimetype": None, "updatedAt": NOW, "md5": None,
+        }})  # fmt: skip
+    info = {"endCursor": wanted[-1] if wanted else None, "hasNextPage": False}
+    return {"fileCount": len(wanted), "files": {"edges": edges, "pageInfo": info}}
+
+
+def run_download(fake: FakeWandb, path: str) -> bytes | None:
+    """GET /download/<run>/<file>: the bytes uploaded to that run, or None when not one."""
+    parts = path.split("/", 3)  # "", "download", run, file
+    if len(parts) == 4 and parts[1] == "download" and parts[2] in fake.runs:
+        return fake.runs[parts[2]].files.get(parts[3])
     return None
 
 
