@@ -2,8 +2,9 @@
 
 A 2 lr x 2 seed grid of train.py (one epoch on digits) goes through `wandb sweep` and an
 in-process agent; `publish --wandb` then writes the analysis run; `wandb.Api()` reads it back
-in a fresh process, and the fake's own records show the uploads. A second publish must update
-that run, not add one.
+in a fresh process (its summary and config, then its heatmap image, cell table, custom chart
+and report artifact, downloaded as a teammate would), and the fake's own records show the
+uploads. A second publish must update that run, not add one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,37 @@ print("RESULT " + json.dumps({
 }, default=dict))
 """
 
+# What a teammate gets back with the public API alone: the files and artifacts themselves.
+READ_BACK = """\
+import json, os, sys, tempfile
+import wandb
+
+api = wandb.Api()
+run = api.run(sys.argv[1])
+metric, root = sys.argv[2], tempfile.mkdtemp()
+image = run.summary[f"heatmap/{metric}"]["path"]
+run.file(image).download(root=root)
+tables = [a for a in run.logged_artifacts() if a.type == "run_table"]
+cells = next(t for t in (a.get(f"cells/{metric}") for a in tables) if t is not None)
+chart = run.rawconfig["_wandb"]["visualize"][f"chart/{metric}"]["panel_config"]
+query = chart["userQuery"]["queryFields"][0]["fields"][3]["args"][0]["value"]
+reports = sorted(a.name for a in run.logged_artifacts() if a.type == "report")
+[name] = {r.split(":")[0] for r in reports}  # one collection, its versions
+latest = api.artifact(f"{run.entity}/{run.project}/{name}:latest")
+folder = latest.download(root=os.path.join(root, "report"))
+print("RESULT " + json.dumps({
+    "image": open(os.path.join(root, image), "rb").read(8).hex(),
+    "cells": {"columns": cells.columns, "data": cells.data},
+    "chart": {"spec": chart["panelDefId"], "fields": chart["fieldSettings"], "table": query,
+              "table_type": run.summary[query]["_type"]},
+    "report": {"logged": reports, "type": latest.type, "version": latest.version,
+               "aliases": latest.aliases,
+               "metadata": latest.metadata,
+               "files": {f: open(os.path.join(folder, f), "rb").read(5).decode("latin-1")
+                         for f in sorted(os.listdir(folder))}},
+}))
+"""
+
 
 def publish(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -42,9 +74,9 @@ def publish(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedP
     )  # fmt: skip
 
 
-def read_run(path: str, env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", READER, path], env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+def read_run(path: str, env: dict[str, str], reader: str = READER, *args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", reader, path, *args], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
@@ -70,6 +102,7 @@ def test_publish_then_republish(tmp_path: Path) -> None:
         got = read_run(f"{sweep.path}/{analysis.name}", sweep.env)
         second = publish(sweep.env, tmp_path, *args)
         assert second.returncode == 0, second.stdout + second.stderr
+        back = read_run(f"{sweep.path}/{analysis.name}", sweep.env, READ_BACK, METRIC)
     assert fake.unknown == [], fake.unknown
     # One analysis run, the same one both times.
     assert [r.name for r in fake.runs.values() if r.job_type == "analysis"] == [analysis.name]
@@ -102,6 +135,27 @@ def test_publish_then_republish(tmp_path: Path) -> None:
     meta = json.loads(versions[-1].metadata or "{}")
     assert s[f"finding/{METRIC}"] == meta["findings"][METRIC] != ""
     assert meta["runs"] == sorted(r.name for r in fake.sweep_runs(sweep.sweep_id))
+
+    # Read back through wandb.Api() alone, after the republish: what the team sees.
+    assert back["image"] == b"\x89PNG\r\n\x1a\n".hex()
+    cells = back["cells"]
+    assert cells["columns"][:5] == ["x", "y", "mean", "std", "n"]
+    assert sorted(row[4] for row in cells["data"]) == [2, 2, 2, 2]
+    # The means, against a group-by of the runs' own summaries as the fake received them.
+    by_cell: dict[tuple[Any, Any], list[float]] = {}
+    for r in fake.sweep_runs(sweep.sweep_id):
+        by_cell.setdefault((r.params["lr"], r.params["batch_size"]), []).append(r.summary[METRIC])
+    expected = sorted(sum(v) / len(v) for v in by_cell.values())
+    assert sorted(row[2] for row in cells["data"]) == pytest.approx(expected)
+    assert len({(row[0], row[1]) for row in cells["data"]}) == 4
+    chart = back["chart"]
+    assert chart["spec"] == cid and chart["table_type"] == "table-file"
+    assert chart["table"] == f"chart/{METRIC}_table" and set(chart["fields"]) >= {"x", "y"}
+    report = back["report"]
+    assert report["logged"] == [f"{versions[0].name}:v{a.version}" for a in versions]
+    assert (report["type"], report["version"]) == ("report", f"v{versions[-1].version}")
+    assert "latest" in report["aliases"] and report["metadata"]["findings"] == meta["findings"]
+    assert report["files"]["report.pdf"] == "%PDF-" and report["files"]["report.png"][1:4] == "PNG"
 
 
 def test_no_key_is_one_line_exit_2(tmp_path: Path) -> None:
