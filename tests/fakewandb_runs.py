@@ -162,7 +162,7 @@ def file_stream(r: FakeRun, req: dict[str, Any]) -> None:
 
 def match(r: FakeRun, flt: dict[str, Any]) -> bool:
     """The few MongoDB-style run filters the public API sends: $and, $or, key == value."""
-    fields = {"sweep": r.sweep, "name": r.name, "state": r.state}
+    fields = {"sweep": r.sweep, "name": r.name, "state": r.state, "group": r.group}
     for k, want in flt.items():
         if k == "$and":
             ok = all(match(r, f) for f in want)
