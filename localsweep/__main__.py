@@ -5,6 +5,7 @@ python -m localsweep create sweeps/lr_optimizer.yaml           # like `wandb swe
 python -m localsweep agent lr_optimizer-3f4885                 # like `wandb agent`
 python -m localsweep status [lr_optimizer-3f4885]
 python -m localsweep repair                                    # rebuild a damaged store
+python -m localsweep sync lr_optimizer-3f4885 --project P      # upload to the team's wandb
 
 Exit codes: 0 when every grid point finished; 1 when some did not (failed, error, crashed or
 never run); 2 for bad input (nothing is written); 3 when the store cannot be read or written
@@ -231,6 +232,13 @@ def parser() -> argparse.ArgumentParser:
     fix = sub.add_parser("repair", help="rebuild a damaged store from the runs' own files")
     common(fix)
     fix.set_defaults(func=cmd_repair)
+
+    from localsweep import sync  # its arguments are its own; wandb loads only when it runs
+
+    upload = sub.add_parser("sync", help="upload a local sweep's runs to a wandb project")
+    sync.add_arguments(upload)
+    common(upload)
+    upload.set_defaults(func=sync.cmd_sync)
     return p
 
 
