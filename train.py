@@ -30,9 +30,10 @@ from sweepmap.outcome import (
     EXIT_FAILED,
     EXIT_USAGE,
     Outcome,
+    StopEarly,
     interrupt_on,
 )
-from sweepmap.record import CLAIM_ENV, Record, record_from_env
+from sweepmap.record import CLAIM_ENV, STOP_ENV, Record, record_from_env
 
 if TYPE_CHECKING:  # torch, wandb and the data load on demand: --help and bad input are instant
     from data import Dataset
@@ -69,9 +70,9 @@ def train(cfg: Config, run: Any, on_epoch: EpochFn | None = None) -> FitResult:
 
     def log(metrics: dict[str, Any]) -> None:
         run.log(metrics)
-        if on_epoch is not None:
-            on_epoch(metrics)
         print(_epoch_line(metrics, cfg.epochs), flush=True)
+        if on_epoch is not None:
+            on_epoch(metrics)  # last: it may stop the run (StopEarly) after this epoch
 
     result = fit(model, data, cfg, device, generator, log)
     confusion = result.summary.get(keys.VAL_CONFUSION)
@@ -116,6 +117,7 @@ def _epoch_line(m: Mapping[str, Any], epochs: int) -> str:
 
 def _save_artifact(run: Any, state: dict[str, Any]) -> None:
     import torch
+
     import wandb
 
     path = Path(run.dir) / "best-model.pt"
@@ -144,13 +146,15 @@ def run_point(
     on_epoch: EpochFn | None = None,
     record: Record | None = None,
     claim: Path | None = None,
+    stop: Path | None = None,
 ) -> Outcome:
     """One grid point: validate -> load data -> wandb.init -> train -> finish.
 
     The one mapping from what went wrong to the run's state and exit code (sweepmap/outcome.py),
     for `main()`, the in-process wandb agent and the local agent alike. `init` is passed to
     `wandb.init` (an in-process agent's run identity); `claim`, a file that exists while the
-    run's claim holds, is checked before the run is finished. A KeyboardInterrupt (Ctrl-C, or
+    run's claim holds, is checked before the run is finished; `stop`, a file its agent writes
+    when the sweep stops the run early, after each epoch. A KeyboardInterrupt (Ctrl-C, or
     SIGTERM through `interrupt_on`) ends the record and the wandb run, then propagates: the
     caller stops (`Outcome.interrupted` gives its outcome).
     """
@@ -170,6 +174,8 @@ def run_point(
         failed = Outcome.failure("error", f"wandb.init: {_one_line(err)}", EXIT_ENVIRONMENT)
         return _end(None, record, failed)
     epoch = on_epoch if record is None else _both(record.epoch, on_epoch)
+    if stop is not None:
+        epoch = _both(epoch or _nothing, functools.partial(_stop_if_asked, stop))
     try:
         locked = Config.from_mapping(dict(run.config))
         if locked != cfg:  # the value that trains must be the value that was validated
@@ -189,8 +195,10 @@ def run_point(
         return _end(run, record, _from_exception(err))
     if result.failure:
         print(f"run failed: {result.failure}", file=sys.stderr, flush=True)
-    outcome = Outcome("failed" if result.failure else "finished", result.summary,
-                      EXIT_FAILED if result.failure else 0)  # fmt: skip
+    state = "failed" if result.failure else "stopped" if result.stopped else "finished"
+    outcome = Outcome(state, result.summary, EXIT_FAILED if result.failure else 0)
+    if result.stopped:
+        print(f"run stopped early: {result.stopped}", flush=True)
     if claim is not None and not claim.exists():
         # Stalled past the heartbeat timeout, its point went to another agent: not a result.
         run.summary["superseded"] = True
@@ -219,6 +227,16 @@ def _from_exception(err: Exception) -> Outcome:
     if isinstance(err, ENVIRONMENT_ERRORS):
         return Outcome.failure("error", _one_line(err), EXIT_ENVIRONMENT)
     return Outcome.failure("failed", _one_line(err), EXIT_FAILED)
+
+
+def _nothing(metrics: dict[str, Any]) -> None:
+    pass
+
+
+def _stop_if_asked(stop: Path, metrics: dict[str, Any]) -> None:
+    """The agent's file that says why the sweep stops this run (process mode)."""
+    if stop.exists():
+        raise StopEarly(stop.read_text(encoding="utf-8").strip() or "stopped by its agent")
 
 
 def _both(first: EpochFn, second: EpochFn | None) -> EpochFn:
@@ -275,8 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     interrupt_on()
     try:
-        claim = os.environ.get(CLAIM_ENV)
-        outcome = run_point(values, record=record_from_env(), claim=Path(claim) if claim else None)
+        claim, stop = (os.environ.get(k) for k in (CLAIM_ENV, STOP_ENV))
+        outcome = run_point(values, record=record_from_env(),
+                            claim=Path(claim) if claim else None,
+                            stop=Path(stop) if stop else None)  # fmt: skip
     except KeyboardInterrupt as err:
         return Outcome.interrupted(err).exit_code
     if outcome.state in ("invalid", "error"):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import wandb_private
-from sweepmap.record import CLAIM_ENV, RECORD_ENV
+from sweepmap.record import CLAIM_ENV, RECORD_ENV, STOP_ENV
 from sweepmap.sweepfile import encode
 
 # Exit codes of train.py, of every agent and of `localsweep run`.
@@ -57,6 +57,8 @@ class RunIdentity:
     # Exists while the run's claim holds; the local store's reaper removes it, and a run that
     # finds it gone at its end was superseded (its point handed to another agent).
     claim_path: Path
+    # Written by the agent when a scan's early_terminate rule stops the run (process mode).
+    stop_path: Path | None = None
 
     @property
     def tags(self) -> list[str]:
@@ -72,7 +74,7 @@ class RunIdentity:
             "WANDB_DIR": str(self.wandb_dir),
             RECORD_ENV: str(self.record_path),
             CLAIM_ENV: str(self.claim_path),
-        }
+        } | ({STOP_ENV: str(self.stop_path)} if self.stop_path else {})
 
     def init_kwargs(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         """The same, as `wandb.init` arguments, for a run in an agent whose wandb is set up."""
@@ -96,6 +98,7 @@ def local_identity(store: Path, sweep: str, run_id: str) -> RunIdentity:
         param_path=store / "params" / sweep / f"config-{run_id}.yaml",
         record_path=store / "logs" / sweep / f"{run_id}.jsonl",
         claim_path=store / "claims" / sweep / run_id,
+        stop_path=store / "stops" / sweep / run_id,
     )
 
 

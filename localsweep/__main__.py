@@ -7,9 +7,10 @@ python -m localsweep status [lr_optimizer-3f4885]
 python -m localsweep repair                                    # rebuild a damaged store
 python -m localsweep sync lr_optimizer-3f4885 --project P      # upload to the team's wandb
 
-Exit codes: 0 when every grid point finished; 1 when some did not (failed, error, crashed or
-never run); 2 for bad input (nothing is written); 3 when the store cannot be read or written
-(a corrupt file, a full disk: one line names it); 128 + N when stopped by signal N.
+Exit codes: 0 when every point finished (a scan's: or stopped early); 1 when some did not
+(failed, error, crashed or never run); 2 for bad input (nothing is written); 3 when the store
+cannot be read or written (a corrupt file, a full disk: one line names it); 128 + N when
+stopped by signal N.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from agents.contract import DEFAULT_STORE
 from localsweep.agent import MODES, main_agent
-from localsweep.rows import NOT_DONE, StoreError
+from localsweep.rows import NOT_DONE, StoreError, done
 from localsweep.runner import (
     Stop,
     counts_line,
@@ -36,7 +37,7 @@ from localsweep.runner import (
 from localsweep.store import Store
 from sweepmap.envfile import load_env_file
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from sweepmap.sweepfile import SweepError, axes, base_name
+from sweepmap.sweepfile import SweepError, axes, base_name, is_scan
 
 
 def create(path: Path, store_root: Path) -> tuple[Store, str, int]:
@@ -51,11 +52,15 @@ def create(path: Path, store_root: Path) -> tuple[Store, str, int]:
     name = sweep_name(path, config)
     made = store.create_sweep(name, text, config, points)
     total = store.total(name)
-    for axis in axes(config):
-        if len(axis.levels) > 1:
-            print(f"  {axis.describe()}")
-    cap = f" (run_cap {config['run_cap']})" if config.get("run_cap") else ""
-    print(f"{'created' if made else 'resuming'} sweep {name}: {total} runs{cap} in {store.root}")
+    if is_scan(config):
+        stops = " with hyperband stopping" if "early_terminate" in config else ""
+        what = f"a {config['method']} scan of {total} runs{stops}, proposed as it runs"
+    else:
+        for axis in axes(config):
+            if len(axis.levels) > 1:
+                print(f"  {axis.describe()}")
+        what = f"{total} runs" + (f" (run_cap {config['run_cap']})" if "run_cap" in config else "")
+    print(f"{'created' if made else 'resuming'} sweep {name}: {what} in {store.root}")
     for other in store.sweeps():
         if other.name != name and base_name(other.name) == base_name(name):
             done = f"{store.counts(other.name)['finished']}/{store.total(other.name)} finished"
@@ -106,8 +111,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _complete(store: Store, name: str, total: int) -> int:
     c = store.counts(name)
-    if c["finished"] >= total:
-        print(f"sweep {name} is complete: {c['finished']}/{total} finished; nothing to run")
+    if done(c) >= total:
+        ended = f"done ({c['stopped']} stopped early)" if c["stopped"] else "finished"
+        print(f"sweep {name} is complete: {done(c)}/{total} {ended}; nothing to run")
         return EXIT_OK
     print(f"sweep {name}: nothing left to run, but only {c['finished']}/{total} points finished "
           f"({c['failed']} failed); run them again with --retry-failed")  # fmt: skip

@@ -24,7 +24,7 @@ from localsweep.rows import STATES, StoreError
 from localsweep.store import Store
 from sweepmap.faults import crash_point
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_USAGE, Outcome, interrupt_on
-from sweepmap.sweepfile import SweepError
+from sweepmap.sweepfile import SweepError, is_scan
 
 MODES = ("inprocess", "process")
 HEARTBEAT_S = float(os.environ.get("SWEEPMAP_HEARTBEAT_S") or 5.0)  # shorter in tests
@@ -72,13 +72,23 @@ def make_executor(store: Store, sweep: str, mode: str) -> Execute:
     if not preflight.runs_train_py(config, cwd):
         preflight.check_program(config, cwd)
         return Process(store, sweep, config, cwd)
+    points = _points_to_check(store, sweep, config)
     if mode == "inprocess":
         execute = InProcess(store, sweep)  # its warm-up imports wandb before torch: first
-        preflight.check_data(store.points(sweep))
+        preflight.check_data(points)
         return execute
-    preflight.check_data(store.points(sweep))
+    preflight.check_data(points)
     program = str(preflight.program_of(config, cwd))  # train.py from any working folder
     return Process(store, sweep, {**config, "program": program}, cwd)
+
+
+def _points_to_check(store: Store, sweep: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """A grid's points; for a scan, points that stand for its space (its data and devices)."""
+    if not is_scan(config):
+        return store.points(sweep)
+    from localsweep.scan import sample_points
+
+    return sample_points(config)
 
 
 def run_agent(
@@ -128,7 +138,7 @@ def run_agent(
             claim.unlink(missing_ok=True)
             print(f"agent: {run.id} {outcome.state} {point_text(run.config)}", flush=True)
             done += 1
-            failures = 0 if outcome.state == "finished" else failures + 1
+            failures = 0 if outcome.state in ("finished", "stopped") else failures + 1
             if failures >= MAX_FAILURES_IN_ROW:
                 log = run_log(store.root, sweep, run.id)
                 print(f"agent: {failures} runs in a row did not finish; stopping (see {log})")

@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,14 @@ from sweepmap.outcome import (
     EXIT_USAGE,
     Interrupted,
     Outcome,
+    StopEarly,
 )
 from sweepmap.record import read_record
 
 # A child asked to stop (it got the same signal) has this long to end its wandb run.
 STOP_GRACE_S = 20.0
+# How often a scan's run in its own process is checked against the early_terminate rule.
+POLL_S = 0.5
 Execute = Callable[[Run], Outcome]
 
 
@@ -58,8 +62,13 @@ class InProcess:
         me = local_identity(self.store.root, self.sweep, run.id)
         write_params(me.param_path, run.config)
 
+        stops = "early_terminate" in self.store.sweep(self.sweep).config
+
         def on_epoch(metrics: dict[str, Any]) -> None:
             self.store.log_epoch(run.id, int(metrics[keys.EPOCH]), metrics)
+            why = self.store.stop_reason(self.sweep, run.id) if stops else None
+            if why:
+                raise StopEarly(why)
 
         log = run_log(self.store.root, self.sweep, run.id)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -90,11 +99,33 @@ class Process:
         log = run_log(self.store.root, self.sweep, run.id)
         proc = start_logged(argv, env, log, self.cwd)
         try:
-            code = proc.wait()
+            code = self._wait(proc, me)
         except KeyboardInterrupt as err:
             _stop(proc, err)
             raise
+        if me.stop_path is not None:
+            me.stop_path.unlink(missing_ok=True)
         return self._outcome(me, code, log)
+
+    def _wait(self, proc: subprocess.Popen[bytes], me: RunIdentity) -> int:
+        """The child's exit code. In a scan with early_terminate, the epochs of its record go
+        to the store as they come, and the sweep's rule is asked after each: a run to stop is
+        told through its stop file, which train.py reads after each epoch."""
+        if "early_terminate" not in self.config or me.stop_path is None:
+            return proc.wait()
+        seen = 0
+        while (code := proc.poll()) is None:
+            time.sleep(POLL_S)
+            history, _, _ = read_record(me.record_path)
+            for metrics in history[seen:]:
+                self.store.log_epoch(me.run_id, int(metrics[keys.EPOCH]), metrics)
+            if len(history) > seen and not me.stop_path.exists():
+                why = self.store.stop_reason(self.sweep, me.run_id)
+                if why:
+                    me.stop_path.parent.mkdir(parents=True, exist_ok=True)
+                    me.stop_path.write_text(why, encoding="utf-8")
+            seen = len(history)
+        return code
 
     def _outcome(self, me: RunIdentity, code: int, log: Path) -> Outcome:
         history, state, summary = read_record(me.record_path)

@@ -2,6 +2,8 @@
 
 Using the engine rather than itertools.product means the local grid is the one the wandb
 backend would hand out: same order, same handling of `value`/`values`/`int_uniform`/`q_uniform`.
+A scan (`method: random` or `bayes`) has no grid: its points are proposed as it runs
+(localsweep/scan.py), and it is checked here on points that stand for its space.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ with warnings.catch_warnings():
 
     import sweeps
 
-from localsweep import preflight
+from localsweep import preflight, scan
 from sweepmap.config import Config, ConfigError
 from sweepmap.sweepfile import SweepError, axes, decode, grid_size, looks_numeric, read_sweep
 
@@ -37,11 +39,19 @@ def check_sweep(config: dict[str, Any], where: str = "sweep", cwd: Path | None =
     study allows, the program, command and metric, and every point as a train.py Config."""
     cwd = cwd or Path.cwd()
     try:
-        _check_grid_study(config)
+        _check_parameters(config)
+        if scan.is_scan(config):
+            scan.check_scan(config)
+        else:
+            _check_grid_study(config)
         _check_schema(config)
-        if grid_size(config) > MAX_GRID:  # counted from the levels: nothing is enumerated
+        if scan.is_scan(config):
+            scan.check_stopping(config)
+            points = scan.sample_points(config)
+        elif grid_size(config) > MAX_GRID:  # counted from the levels: nothing is enumerated
             raise SweepError(f"parameters: {grid_size(config):,} grid points; at most {MAX_GRID:,}")
-        points = all_points(config)
+        else:
+            points = all_points(config)
         preflight.check_program(config, cwd)
         preflight.check_metric(config, cwd)
         preflight.check_command(config, points[0] if points else {}, cwd)
@@ -58,22 +68,22 @@ def check_sweep(config: dict[str, Any], where: str = "sweep", cwd: Path | None =
 
 def _check_grid_study(config: dict[str, Any]) -> None:
     """The keys a one-budget grid study refuses, with the reason, before the schema speaks."""
-    method = config.get("method")
-    if method in ("random", "bayes"):
-        raise SweepError(
-            f"method: {method}: localsweep runs grids only. A heatmap needs every cell of "
-            "the grid, trained at one budget; scan with `wandb sweep`, then write a grid "
-            "of the pair that matters"
-        )
     if "early_terminate" in config:
         raise SweepError(
             "early_terminate: refused in a grid study: stopped runs would mix training "
-            "budgets in one heatmap (one heatmap = one budget)"
+            "budgets in one heatmap (one heatmap = one budget); only scans (method: random "
+            "or bayes) may stop runs early"
         )
+
+
+def _check_parameters(config: dict[str, Any]) -> None:
+    """What PyYAML and the engine would let through silently, in a grid or a scan."""
     for name, spec in (config.get("parameters") or {}).items():
-        if isinstance(spec, dict) and "parameters" in spec:
+        if not isinstance(spec, dict):
+            continue  # the engine's schema names it
+        if "parameters" in spec:
             raise SweepError(f"parameters.{name}: nested parameters; use flat keys")
-        for key in ("value", "values"):
+        for key in ("value", "values", "min", "max", "q"):
             values = spec.get(key) if key == "values" else [spec.get(key)]
             if not isinstance(values, list):
                 continue
@@ -105,13 +115,17 @@ def _check_schema(config: dict[str, Any]) -> None:
         violations = [str(err)]
     if violations:
         raise SweepError(f"parameters: {violations[0]}")
-    if config.get("method") != "grid":
-        raise SweepError(f"method: {config.get('method')!r}: sweepmap studies use grid")
-    axes(config)  # a grid parameter of a kind the engine would refuse only when enumerating
+    if config.get("method") not in ("grid", *scan.METHODS):
+        raise SweepError(f"method: {config.get('method')!r}; allowed: grid, random, bayes")
+    if not scan.is_scan(config):
+        axes(config)  # a grid parameter of a kind the engine would refuse only when enumerating
 
 
 def all_points(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The grid in the engine's order, capped by `run_cap` as the backend caps a sweep."""
+    """The grid in the engine's order, capped by `run_cap` as the backend caps a sweep; a
+    scan has none up front."""
+    if scan.is_scan(config):
+        return []
     cap = int(config.get("run_cap") or MAX_GRID)
     engine = {k: v for k, v in config.items() if k != "run_cap"}
     runs = sweeps.next_runs(engine, [], validate=False, n=min(cap, MAX_GRID))

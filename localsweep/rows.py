@@ -13,8 +13,17 @@ DB_NAME = "store.db"
 ACTIVE = ("pending", "running")
 # error: could not run for a reason of the environment; crashed: interrupted or its agent died.
 # Both run again on the next plain run; failed (on its own merits) only with --retry-failed.
-STATES = ("pending", "running", "finished", "failed", "error", "crashed")
+# stopped: a scan's run ended early by its sweep's early_terminate rule (done, like finished).
+STATES = ("pending", "running", "finished", "failed", "error", "crashed", "stopped")
 NOT_DONE = ("failed", "error", "crashed")
+DONE = ("finished", "stopped")
+
+
+def done(counts: dict[str, int]) -> int:
+    """Points that need no more runs: finished, or stopped by a scan's early_terminate rule."""
+    return sum(counts[s] for s in DONE)
+
+
 RERUN = ("error", "crashed")
 # A run whose agent has not written a heartbeat for this long is taken for dead, even when
 # its pid cannot be checked (another host, another pid namespace).

@@ -21,7 +21,7 @@ from types import FrameType
 from agents.proc import die_with_parent
 from localsweep.agent import MAX_FAILURES_IN_ROW, point_text
 from localsweep.execute import last_line
-from localsweep.rows import NOT_DONE, StoreError
+from localsweep.rows import NOT_DONE, StoreError, done
 from localsweep.store import Store
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
@@ -148,7 +148,7 @@ class Watch:
 def counts_line(store: Store, sweep: str, total: int) -> str:
     """Where a sweep stands: points finished of the total, and every other state."""
     c = store.counts(sweep)
-    others = ", ".join(f"{c[s]} {s}" for s in ("failed", "error", "crashed") if c[s])
+    others = ", ".join(f"{c[s]} {s}" for s in ("stopped", "failed", "error", "crashed") if c[s])
     active = c["running"] + c["pending"]
     unstarted = store.unstarted(sweep)
     return (f"{sweep}: {c['finished']}/{total} finished" + (f", {others}" if others else "")
@@ -160,7 +160,7 @@ def watch(procs: list[Agent], store: Store, sweep: str, total: int, stop: Stop) 
     """Print progress and each failure until every agent has exited."""
     tty = sys.stdout.isatty()
     started = time.time()
-    finished_before = store.counts(sweep)["finished"]
+    finished_before = done(store.counts(sweep))
     seen = Watch(store, sweep, total, procs)
     seen.seen_before()
     last, last_counts, last_print = "", "", 0.0
@@ -192,22 +192,23 @@ def watch(procs: list[Agent], store: Store, sweep: str, total: int, stop: Stop) 
 
 
 def exit_code(store: Store, sweep: str, total: int, stop: Stop, seen: Watch) -> int:
-    """0 only when every grid point has a finished run; else what stopped it (outcome.py)."""
+    """0 only when every point has a finished run (a scan's: or stopped); else what stopped
+    it (outcome.py)."""
     if seen.refusals:
         return EXIT_USAGE
     if stop.signum:
         return 128 + stop.signum
     if seen.faults:
         return EXIT_ENVIRONMENT
-    return EXIT_OK if store.counts(sweep)["finished"] >= total else EXIT_FAILED
+    return EXIT_OK if done(store.counts(sweep)) >= total else EXIT_FAILED
 
 
 def _progress(store: Store, sweep: str, total: int, started: float, before: int) -> str:
     """counts_line plus elapsed time and an ETA from the runs finished since `started`."""
     c = store.counts(sweep)
     elapsed = time.time() - started
-    new = c["finished"] - before
-    left = max(total - c["finished"], 0)
+    new = done(c) - before
+    left = max(total - done(c), 0)
     eta = f"{_clock(elapsed / new * left)}" if new and left else "-"
     return f"{counts_line(store, sweep, total)}, elapsed {_clock(elapsed)}, ETA {eta}"
 

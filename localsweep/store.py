@@ -36,6 +36,7 @@ from localsweep.rows import (
     run_from_row,
     stale_after_s,
 )
+from sweepmap.sweepfile import is_scan, run_cap
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -210,18 +211,28 @@ class Store:
         return [json.loads(r["config"]) for r in rows]
 
     @_faults
-    def total(self, sweep: str) -> int:
+    def stored(self, sweep: str) -> int:
+        """Points stored: a grid's all, a scan's proposed so far."""
         row = self.db.execute("SELECT COUNT(*) FROM points WHERE sweep = ?", (sweep,)).fetchone()
         return int(row[0])
 
+    def total(self, sweep: str) -> int:
+        """The sweep's size: a grid's points, a scan's run_cap (proposed or not)."""
+        config = self.sweep(sweep).config
+        return run_cap(config) if is_scan(config) else self.stored(sweep)
+
+    def _unproposed(self, sweep: str) -> int:
+        return self.total(sweep) - self.stored(sweep)
+
     def unstarted(self, sweep: str) -> int:
-        """Grid points that no run of any state has taken yet."""
+        """Points that no run of any state has taken yet (a scan's unproposed ones too)."""
         taken = {point_key(r.config) for r in self.runs(sweep)}
-        return sum(point_key(p) not in taken for p in self.points(sweep))
+        stored = sum(point_key(p) not in taken for p in self.points(sweep))
+        return stored + self._unproposed(sweep)
 
     def remaining(self, sweep: str, retry_failed: bool = False) -> int:
-        """Grid points without a finished (or failed, unless retried) or active run."""
-        return len(self._free(sweep, retry_failed, None))
+        """Points without a finished (or failed, unless retried) or active run."""
+        return len(self._free(sweep, retry_failed, None)) + self._unproposed(sweep)
 
     def _free(self, sweep: str, retry_failed: bool, since: float | None) -> list[dict[str, Any]]:
         """Points free to claim. A crashed run frees its point at once (a reaped agent's point
@@ -243,10 +254,9 @@ class Store:
         """Take the next grid point for this process, or None when the grid is exhausted."""
         with self._write() as db:
             self._reap(db, sweep)
-            free = self._free(sweep, retry_failed, since)
+            free = self._free(sweep, retry_failed, since) or self._propose(db, sweep)
             if not free:
                 if not self.total(sweep):
-                    self.sweep(sweep)  # a clear KeyError for an unknown name
                     raise KeyError(f"sweep {sweep!r} has no grid stored: run `localsweep create`")
                 return None
             point = free[0]
@@ -257,6 +267,29 @@ class Store:
                 (run_id, sweep, json.dumps(point), socket.gethostname(), os.getpid(), now, now),
             )
         return self.run(run_id)
+
+    def _propose(self, db: sqlite3.Connection, sweep: str) -> list[dict[str, Any]]:
+        """A scan's next point from the engine, stored before it is claimed (in the claim's
+        transaction: two agents never get one proposal, and a crashed run's point is stored
+        to run again); [] for a grid, or a scan at its run_cap."""
+        config = self.sweep(sweep).config
+        index = self.stored(sweep)
+        if not is_scan(config) or index >= run_cap(config):
+            return []
+        from localsweep.scan import propose  # the engine: only in a scan's agents
+
+        point = propose(config, sweep, index, self.runs(sweep), self.history)
+        db.execute("INSERT INTO points VALUES (?, ?, ?)", (sweep, index, json.dumps(point)))
+        return [point]
+
+    def stop_reason(self, sweep: str, run_id: str) -> str | None:
+        """Why the scan's early_terminate rule (hyperband) stops this running run now."""
+        config = self.sweep(sweep).config
+        if "early_terminate" not in config:
+            return None
+        from localsweep.scan import stop_reason
+
+        return stop_reason(config, run_id, self.runs(sweep), self.history)
 
     # Every write to a claimed run is fenced: it holds only while the run is still pending or
     # running. An agent that was stopped past the heartbeat timeout and reaped cannot write

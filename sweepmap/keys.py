@@ -20,6 +20,7 @@ PARAMETERS: Final = "parameters"
 RUNTIME: Final = "runtime"
 TRAIN_TIME: Final = "train_time"
 FAILURE: Final = "failure"
+STOPPED: Final = "stopped"  # why a scan's early_terminate rule stopped the run
 
 # What the final model got wrong on the validation split (lists, so the analysis' table of
 # scalars leaves them out). Positions index `load_dataset(name, split_seed).valid`, which

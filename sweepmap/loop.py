@@ -23,6 +23,7 @@ from data import Dataset, Split
 from sweepmap import keys
 from sweepmap.batches import train_batches
 from sweepmap.config import Config
+from sweepmap.outcome import StopEarly
 
 LogFn = Callable[[dict[str, Any]], None]
 EVAL_BATCH = 1024
@@ -40,6 +41,7 @@ class FitResult:
     summary: dict[str, Any]
     best_state: dict[str, torch.Tensor] | None = None
     failure: str | None = None
+    stopped: str | None = None  # why the sweep's early_terminate rule ended it
     history: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, Any] = field(default_factory=dict)  # see `errors_of`; {} when failed
 
@@ -90,12 +92,16 @@ def fit(
         _epochs(model, data, cfg, device, generator, log, result)
     except NonFiniteLoss as err:
         result.failure = str(err)
+    except StopEarly as err:
+        result.stopped = str(err)
     last = result.history[-1] if result.history else {}
     result.summary = {**last, keys.EPOCHS_COMPLETED: len(result.history)}
     result.summary[keys.TRAIN_TIME] = time.perf_counter() - start_all
     result.summary.update(result.errors)
     if result.failure:
         result.summary[keys.FAILURE] = result.failure
+    if result.stopped:
+        result.summary[keys.STOPPED] = result.stopped
     return result
 
 
@@ -159,7 +165,11 @@ def _epochs(
         if improved and cfg.save_model:
             result.best_state = copy.deepcopy(model.state_dict())
         result.history.append(metrics)
-        log(metrics)
+        try:
+            log(metrics)
+        except StopEarly:  # the epoch's predictions are the stopped run's final model's
+            result.errors = errors_of(val_pred.all(), valid.y, n_classes)
+            raise
     result.errors = errors_of(val_pred.all(), valid.y, n_classes)
 
 

@@ -1,6 +1,8 @@
 """How a run ended: its state, its summary and its exit code, one table for every path.
 
 - finished, exit 0: trained to the end. Kept.
+- stopped, exit 0: a scan's run stopped early by its sweep's `early_terminate` (hyperband),
+  with the epochs it completed. Kept; never in a heatmap (one heatmap = one budget).
 - failed, exit 1: failed on its own merits (a NaN or infinite loss, an error raised by
   training). Kept; `--retry-failed` runs it again.
 - invalid, exit 2: bad input (a key, a value, the param file). Nothing was created.
@@ -46,6 +48,11 @@ class Outcome:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
         return cls.failure("crashed", f"interrupted ({name})", 128 + signum)
+
+
+class StopEarly(Exception):
+    """Raised from a run's epoch callback when its sweep's early_terminate rule stops it; the
+    training loop ends the run there, as `stopped`, with the epochs it completed."""
 
 
 class Interrupted(KeyboardInterrupt):

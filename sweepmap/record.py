@@ -14,6 +14,9 @@ from typing import Any
 RECORD_ENV = "SWEEPMAP_RECORD"
 # A file that exists while the run's claim on its grid point holds (see agents/contract.py).
 CLAIM_ENV = "SWEEPMAP_CLAIM"
+# A file that its agent writes, with the reason, when the sweep's early_terminate rule stops
+# the run: train.py checks for it after each epoch (the in-process agent raises StopEarly).
+STOP_ENV = "SWEEPMAP_STOP"
 
 
 class Record:

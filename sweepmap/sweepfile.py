@@ -143,6 +143,19 @@ def _grid_axes(config: Mapping[str, Any]) -> list[Axis]:
         return []
 
 
+# Scans propose their points as they run (localsweep/scan.py); grids are enumerated up front.
+SCAN_METHODS = ("random", "bayes")
+
+
+def is_scan(config: Mapping[str, Any]) -> bool:
+    return config.get("method") in SCAN_METHODS
+
+
+def run_cap(config: Mapping[str, Any]) -> int:
+    """How many points a scan proposes: its `run_cap` (required, checked at create)."""
+    return int(config["run_cap"])
+
+
 def encode(point: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """{k: v} as the engine and the param file spell a run's values: {k: {"value": v}}."""
     return {k: {"value": v} for k, v in point.items()}

@@ -42,6 +42,7 @@ import wandb
 api = wandb.Api()
 run = api.run(sys.argv[1])
 metric, root = sys.argv[2], tempfile.mkdtemp()
+os.chdir(root)  # Artifact.get() downloads into ./artifacts: not into the repository
 image = run.summary[f"heatmap/{metric}"]["path"]
 run.file(image).download(root=root)
 tables = [a for a in run.logged_artifacts() if a.type == "run_table"]

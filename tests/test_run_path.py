@@ -155,7 +155,7 @@ def test_status_of_a_folder_with_no_store_creates_nothing(wandb_env, tmp_path) -
         ({"command": ["${env}", "${interpreter}", "${program}", "${argz}"]}, {}, "${argz}"),
         ({"metric": {"name": "val/acuracy", "goal": "maximize"}}, {}, "did you mean val/accuracy"),
         ({"early_terminate": {"type": "hyperband", "min_iter": 1}}, {}, "one budget"),
-        ({"method": "random"}, {}, "grids only"),
+        ({"method": "random"}, {}, "run_cap: missing; a random scan proposes"),
         ({}, {"opt": "nested"}, "use flat keys"),
         ({}, {"seed": [0, 0, 1]}, "0 is listed twice"),
         (

@@ -1,4 +1,5 @@
-"""Every study in sweeps/ is a valid wandb grid sweep and a valid set of train.py configs."""
+"""Every study in sweeps/ is a valid wandb grid sweep and a valid set of train.py configs;
+every scan (sweeps/scan_*.yaml) a valid scan that localsweep runs as written."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from sweepmap.sweepfile import SweepError, varied
 
 from .conftest import ROOT
 
-STUDIES = sorted((ROOT / "sweeps").glob("*.yaml"))
+SCANS = sorted((ROOT / "sweeps").glob("scan_*.yaml"))
+STUDIES = sorted(set((ROOT / "sweeps").glob("*.yaml")) - set(SCANS))
 
 
 def test_the_required_studies_exist() -> None:
@@ -51,6 +53,14 @@ def test_study_is_a_clean_two_factor_grid(path: Path) -> None:
     # The top comment states the question and the grid size, and the size is right.
     assert text.startswith("# ") and "?" in text.splitlines()[0]
     assert f"= {len(points)} runs" in text
+
+
+@pytest.mark.parametrize("path", SCANS, ids=lambda p: p.stem)
+def test_scan_is_one_localsweep_runs_with_its_question_and_size(path: Path) -> None:
+    text, config = load_sweep(path)  # the schema, the scan's keys, its space as Configs
+    assert config["method"] in ("random", "bayes") and "value" in config["parameters"]["epochs"]
+    assert text.startswith("# ") and "?" in text.splitlines()[0]
+    assert f"{config['run_cap']} runs" in text
 
 
 @pytest.mark.parametrize(
