@@ -205,7 +205,7 @@ def test_the_engine_sees_each_runs_history_and_stops_the_worst_running_one() -> 
 
 
 @pytest.mark.slow
-def test_in_process_mode_a_run_is_stopped_through_its_stop_file(wandb_env, tmp_path) -> None:
+def test_with_mode_process_a_run_is_stopped_through_its_stop_file(wandb_env, tmp_path) -> None:
     """`--mode process` (one train.py per run, as `wandb agent`): the agent reads each epoch
     from the run's record and writes the stop file; train.py ends the run as stopped."""
     scan = write_scan(tmp_path / "scan.yaml", runs=8, epochs=4, name="hb4", **HYPERBAND)
