@@ -19,6 +19,8 @@ from matplotlib.figure import Figure
 from analysis.design import axes_of, choose_metrics
 from analysis.figures import heatmap_figure, interaction_figure, legend_lines
 from analysis.guards import Guarded, apply_guards
+from analysis.importance_cmd import add_arguments as importance_arguments
+from analysis.importance_cmd import run_importance
 from analysis.inspect_runs import DEFAULT_SAMPLES, run_inspect
 from analysis.labels import slug
 from analysis.output import default_folder, write_outputs
@@ -47,18 +49,7 @@ def parser() -> argparse.ArgumentParser:
         ("inspect", "what the best cell (or --run) got wrong: confused pairs and samples (PNG)"),
     ):
         s = sub.add_parser(name, help=doc, description=doc)
-        src = s.add_argument_group("source (a local store by default)")
-        src.add_argument("--store", metavar="DIR", help=f"local store (default {DEFAULT_STORE})")
-        src.add_argument("--sweep", metavar="NAME", help="sweep name in the store")
-        src.add_argument("--yaml", metavar="FILE", help="find the sweep by its YAML file")
-        src.add_argument("--wandb", metavar="ENTITY/PROJECT/SWEEP_ID", help="a wandb sweep")
-        src.add_argument("--refresh", action="store_true", help="fetch from wandb again")
-        src.add_argument(
-            "--cache-dir",
-            default=str(DEFAULT_CACHE),
-            metavar="DIR",
-            help=f"where wandb fetches are kept (default {DEFAULT_CACHE})",
-        )
+        _source_arguments(s)
         s.add_argument(
             "--metric",
             action="append",
@@ -91,7 +82,26 @@ def parser() -> argparse.ArgumentParser:
             action="store_true",
             help="draw runs of different epochs or incomplete runs together",
         )
+    doc = "a scan's main effects and pair interactions (fANOVA); the top pair's grid"
+    s = sub.add_parser("importance", help=doc, description=doc)
+    _source_arguments(s)
+    importance_arguments(s)  # analysis/importance_cmd.py
     return p
+
+
+def _source_arguments(s: argparse.ArgumentParser) -> None:
+    src = s.add_argument_group("source (a local store by default)")
+    src.add_argument("--store", metavar="DIR", help=f"local store (default {DEFAULT_STORE})")
+    src.add_argument("--sweep", metavar="NAME", help="sweep name in the store")
+    src.add_argument("--yaml", metavar="FILE", help="find the sweep by its YAML file")
+    src.add_argument("--wandb", metavar="ENTITY/PROJECT/SWEEP_ID", help="a wandb sweep")
+    src.add_argument("--refresh", action="store_true", help="fetch from wandb again")
+    src.add_argument(
+        "--cache-dir",
+        default=str(DEFAULT_CACHE),
+        metavar="DIR",
+        help=f"where wandb fetches are kept (default {DEFAULT_CACHE})",
+    )
 
 
 def load_study(args: argparse.Namespace) -> Study:
@@ -168,6 +178,8 @@ def _print(g: Guarded, results: list[MetricResult]) -> None:
 
 def run(args: argparse.Namespace) -> list[Path]:
     study = load_study(args)
+    if args.command == "importance":
+        return run_importance(args, study)
     if args.command == "inspect":
         return run_inspect(args, study, reproduce(args, study))
     x, y = axes_of(study, args.x, args.y)

@@ -12,6 +12,8 @@ import difflib
 import math
 from typing import Any
 
+import pandas as pd
+
 from analysis.labels import fmt_value, is_number, plain
 from analysis.table import DEFAULT_METRICS, AnalysisError, Study, metric_columns
 from sweepmap import keys
@@ -37,6 +39,7 @@ def axes_of(study: Study, x: str | None, y: str | None) -> tuple[str, str]:
     seed is the replicate (averaged in each cell) and a fixed parameter has one level: neither
     can be an axis, and each is refused in one line that lists what can be.
     """
+    refuse_scan(study)
     by_name = {a.name: a for a in study_axes(study)}
     choices = [p for p in varied_axes(study) if p != "seed"]
     offer = ", ".join(choices) or "none"
@@ -67,6 +70,37 @@ def axes_of(study: Study, x: str | None, y: str | None) -> tuple[str, str]:
     if x == y:
         raise AnalysisError(f"--x and --y are both {x!r}: a heatmap needs two parameters")
     return x, y
+
+
+def refuse_scan(study: Study) -> None:
+    """A scan (random or bayes) is never a heatmap when its runs differ in budget (hyperband:
+    one heatmap = one budget) or when its parameters are drawn from distributions (no levels,
+    so no cells). Its place is `analysis importance`, which ranks its pairs and writes the
+    grid of the top one."""
+    config = study.sweep_config
+    method = config.get("method")
+    if method not in ("random", "bayes"):
+        return
+    rule = config.get("early_terminate")
+    yaml = f" --yaml {study.yaml_path}" if study.yaml_path else ""
+    then = (
+        f"rank its pairs with `python -m analysis importance{yaml}`, then run the grid it "
+        "writes (--emit-grid FILE)"
+    )
+    if isinstance(rule, dict):
+        stopped = study.table[study.table["state"] == "stopped"]
+        done = pd.to_numeric(stopped[keys.EPOCHS_COMPLETED], errors="coerce").dropna()
+        at = f", at epochs {fmt_value(done.min())} to {fmt_value(done.max())}" if len(done) else ""
+        raise AnalysisError(
+            f"sweep {study.name} is a scan (method {method}) with early_terminate "
+            f"{rule.get('type', '?')}: its runs differ in budget ({len(stopped)} stopped "
+            f"early{at}), and one heatmap is one budget; {then}"
+        )
+    if not study_axes(study):
+        raise AnalysisError(
+            f"sweep {study.name} is a scan (method {method}) over distributions: its runs "
+            f"fill no grid of levels, so a heatmap has no cells; {then}"
+        )
 
 
 def axis_levels(study: Study, name: str) -> list[Any]:
