@@ -98,6 +98,22 @@ def test_batchnorm_running_stats_as_alone() -> None:
         assert_same(result, alone(cfg, data))
 
 
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"residual": True},  # a 1x1 conv on the skip: the channels change
+        {"block": "residual", "filter_growth": 1.0, "pooling": "avg", "head_layers": 1},
+    ],
+    ids=["conv-skip", "identity-skip-avg-head"],
+)
+def test_grouped_cnn_variants(variant: dict[str, Any]) -> None:
+    """What sweepmap/stack_cnn.py rewrites of ConvBlock and the head, against the modules."""
+    cfgs = cfgs_of({**CNN, **variant, "epochs": 1}, seed=[0, 1])
+    data = digits(cfgs[0])
+    for cfg, result in zip(cfgs, stacked(cfgs, data)[0], strict=True):
+        assert_same(result, alone(cfg, data))
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
 @pytest.mark.parametrize("vary", ["lr", "weight_decay", "both"])
 def test_runs_differing_in_lr_and_weight_decay(optimizer: str, vary: str) -> None:
