@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from bench.facts import machine_facts
-from bench.peers_report import Arm, disagreements, git_commit, markdown
+from bench.facts import children_cpu_s, machine_busy_s, machine_facts
+from bench.peers_report import Arm, Timing, disagreements, git_commit, markdown
 from bench.sweep_throughput import bench_env
 from localsweep.grid import all_points, load_sweep
 from sweepmap import keys
@@ -41,20 +41,24 @@ ARMS = ("sweepmap", "optuna")
 LOSS_TOLERANCE = 1e-9  # relative; same seed, same thread count, same data: equal in practice
 
 
-def _run(argv: list[str], env: dict[str, str], logs: list[Path]) -> float:
-    """Start `argv` once per log, side by side; wait for all; time.time() at the last exit.
-    A failure raises with its log's tail."""
+def _run(argv: list[str], env: dict[str, str], logs: list[Path]) -> Timing:
+    """Start `argv` once per log, side by side, and wait for all; a failure raises with its
+    log's tail."""
+    busy0, ours0 = machine_busy_s(), children_cpu_s()
+    t0, c0 = time.time(), time.perf_counter()
     procs = []
     for log in logs:
         with log.open("wb") as out:
             procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=out))
     codes = [proc.wait() for proc in procs]
-    end = time.time()
+    wall, end = time.perf_counter() - c0, time.time()
+    ours = children_cpu_s() - ours0
     for code, log in zip(codes, logs, strict=True):
         if code != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
             raise RuntimeError(f"{' '.join(argv)} exited {code}:\n{tail}")
-    return end
+    other = max(machine_busy_s() - busy0 - ours, 0.0) / wall
+    return Timing(wall, t0, end, ours, other)
 
 
 def run_sweepmap(sweep: Path, agents: int, tmp: Path) -> Arm:
@@ -64,9 +68,7 @@ def run_sweepmap(sweep: Path, agents: int, tmp: Path) -> Arm:
     store = tmp / "store"
     argv = [sys.executable, "-m", "localsweep", "run", str(sweep), "--agents", str(agents),
             "--store", str(store)]  # fmt: skip
-    t0, c0 = time.time(), time.perf_counter()
-    end = _run(argv, env, [tmp / "sweepmap.log"])
-    wall = time.perf_counter() - c0
+    timing = _run(argv, env, [tmp / "sweepmap.log"])
     db = Store(store)
     try:
         runs = [r for s in db.sweeps() for r in db.runs(s.name)]
@@ -75,12 +77,10 @@ def run_sweepmap(sweep: Path, agents: int, tmp: Path) -> Arm:
     return Arm(
         "sweepmap",
         agents,
-        wall,
-        t0,
-        end,
+        timing,
         results={_key(r.config): _outcome(r.summary) for r in runs},
         trials=len(runs),
-        spans=[(r.started or t0, r.ended or end) for r in runs],
+        spans=[(r.started or timing.t0, r.ended or timing.end) for r in runs],
         train_s=sum(float(r.summary.get(keys.TRAIN_TIME, 0.0)) for r in runs),
     )
 
@@ -96,9 +96,7 @@ def run_optuna(sweep: Path, agents: int, tmp: Path) -> Arm:
     argv = [sys.executable, "-m", "bench.optuna_trial", "--sweep", str(sweep),
             "--journal", str(journal), "--study", study]  # fmt: skip
     logs = [tmp / f"optuna-{i}.log" for i in range(agents)]
-    t0, c0 = time.time(), time.perf_counter()
-    end = _run(argv, env, logs)
-    wall = time.perf_counter() - c0
+    timing = _run(argv, env, logs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trials = optuna.load_study(study_name=study, storage=storage(journal)).trials
     results: dict[str, dict[str, Any]] = {}
@@ -108,9 +106,7 @@ def run_optuna(sweep: Path, agents: int, tmp: Path) -> Arm:
     return Arm(
         "optuna",
         agents,
-        wall,
-        t0,
-        end,
+        timing,
         results=results,
         trials=len(trials),
         spans=[

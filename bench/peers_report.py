@@ -17,16 +17,27 @@ TARGET_RATIO = 1.3  # issue 15: sweepmap at least 1.3x Optuna's runs/min on the 
 
 
 @dataclass(frozen=True)
+class Timing:
+    wall_s: float  # the clock around the processes
+    t0: float  # time.time() at their start
+    end: float  # time.time() at the last one's exit
+    cpu_s: float  # CPU-seconds of these processes and the children they waited for
+    other_cores: float  # CPU of every other process on the machine, per second of wall
+
+
+@dataclass(frozen=True)
 class Arm:
     name: str
     agents: int
-    wall_s: float  # the clock around the arm's processes
-    t0: float  # time.time() at their start
-    end: float  # time.time() at the last one's exit
+    timing: Timing
     results: dict[str, dict[str, Any]]  # point key -> val/accuracy, val/loss, failure
     trials: int  # runs or trials started: above the points when one ran twice
     spans: list[tuple[float, float]]  # each run's (start, end), as its runner records them
     train_s: float  # sum of the runs' train_time (sweepmap.loop.fit's loop alone)
+
+    @property
+    def wall_s(self) -> float:
+        return self.timing.wall_s
 
     @property
     def runs_per_min(self) -> float:
@@ -36,12 +47,12 @@ class Arm:
     @property
     def start_s(self) -> float:
         """From the processes' start to the first run's."""
-        return min(s for s, _ in self.spans) - self.t0 if self.spans else 0.0
+        return min(s for s, _ in self.spans) - self.timing.t0 if self.spans else 0.0
 
     @property
     def exit_s(self) -> float:
         """From the last run's end to the last process's exit."""
-        return self.end - max(e for _, e in self.spans) if self.spans else 0.0
+        return self.timing.end - max(e for _, e in self.spans) if self.spans else 0.0
 
     @property
     def tail_s(self) -> float:
@@ -129,6 +140,20 @@ def _spread(values: Sequence[float], fmt: str = ".1f") -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
 
 
+# The summary table's columns after the arm: (value of one arm's round, format).
+SUMMARY_COLUMNS: tuple[tuple[Callable[[Arm], float], str], ...] = (
+    (lambda a: a.runs_per_min, ".1f"),
+    (lambda a: a.wall_s, ".1f"),
+    (lambda a: a.timing.cpu_s, ".0f"),
+    (lambda a: a.train_s, ".1f"),
+    (lambda a: a.in_runs_s, ".1f"),
+    (lambda a: a.outside_s, ".1f"),
+    (lambda a: a.start_s, ".1f"),
+    (lambda a: a.tail_s, ".1f"),
+    (lambda a: a.exit_s, ".1f"),
+)
+
+
 def markdown(
     sweep: Path,
     command: str,
@@ -149,34 +174,29 @@ def markdown(
         "",
         *(f"- {k}: {v}" for k, v in facts.items()),
         "",
-        "| round | sweepmap wall (s) | sweepmap runs/min | Optuna wall (s) | Optuna runs/min "
-        "| sweepmap ÷ Optuna |",
-        "|--:|--:|--:|--:|--:|--:|",
+        "| round | sweepmap wall (s) | runs/min | CPU (s) | other work (cores) "
+        "| Optuna wall (s) | runs/min | CPU (s) | other work (cores) | sweepmap ÷ Optuna |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for i, (r, ratio) in enumerate(zip(rounds, ratios, strict=True), 1):
-        s, o = r["sweepmap"], r["optuna"]
-        lines.append(f"| {i} | {s.wall_s:.1f} | {s.runs_per_min:.1f} | {o.wall_s:.1f} | "
-                     f"{o.runs_per_min:.1f} | {ratio:.2f} |")  # fmt: skip
+        cells = [
+            f"{a.wall_s:.1f} | {a.runs_per_min:.1f} | {a.timing.cpu_s:.0f} | "
+            f"{a.timing.other_cores:.2f}"
+            for a in (r["sweepmap"], r["optuna"])
+        ]
+        lines.append(f"| {i} | {' | '.join(cells)} | {ratio:.2f} |")
     lines += [
         "",
         "Medians (ranges) over the rounds; agent-s are agent-seconds (agents × wall in all):",
         "",
-        "| arm | runs/min | wall (s) | Σ train_time (agent-s) | in runs, not training "
-        "(agent-s) | outside runs (agent-s) | to first run (s) | tail (s) | exit (s) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| arm | runs/min | wall (s) | CPU (s) | Σ train_time (agent-s) | in runs, not "
+        "training (agent-s) | outside runs (agent-s) | to first run (s) | tail (s) | exit (s) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, label in (("sweepmap", "sweepmap, wandb offline"), ("optuna", "Optuna, no wandb")):
         arms = [r[name] for r in rounds]
-
-        def col(get: Callable[[Arm], float], arms: list[Arm] = arms) -> str:
-            return _spread([get(a) for a in arms])
-
-        lines.append(
-            f"| {label} | {col(lambda a: a.runs_per_min)} | {col(lambda a: a.wall_s)} | "
-            f"{col(lambda a: a.train_s)} | {col(lambda a: a.in_runs_s)} | "
-            f"{col(lambda a: a.outside_s)} | {col(lambda a: a.start_s)} | "
-            f"{col(lambda a: a.tail_s)} | {col(lambda a: a.exit_s)} |"
-        )
+        cells = [_spread([get(a) for a in arms], fmt) for get, fmt in SUMMARY_COLUMNS]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
     ratio = statistics.median(ratios)
     all_arms = [a for r in rounds for a in r.values()]
     d_acc, d_loss, compared = largest_differences(all_arms)
@@ -203,7 +223,11 @@ def markdown(
         "`JournalStorage(JournalFileBackend)` file, `MaxTrialsCallback(grid)`), each trial "
         "`train.prepare` then `train.train` with no wandb at all, as Optuna's users run it. "
         "One torch thread a process (SWEEPMAP_THREADS=1) in both.",
-        "- wall: from starting the arm's processes to the last one's exit. Σ train_time: the "
+        "- wall: from starting the arm's processes to the last one's exit. CPU: CPU-seconds of "
+        "the arm's processes and of the children they waited for (the noise of other work "
+        "moves it less than wall time). other work: CPU-seconds of every other process on "
+        "the machine (/proc/stat) per second of wall; above 0.05 or so, the arm shared the "
+        "cores. Σ train_time: the "
         "runs' training loops (`sweepmap.loop.fit`); in runs, not training: each run's span as "
         "its runner records it (sweepmap's store started→ended, Optuna's trial "
         "datetime_start→datetime_complete) less its loop: config, model, wandb init and finish "

@@ -11,7 +11,7 @@ import pytest
 
 from bench import peers
 from bench.optuna_trial import point_key, search_space
-from bench.peers_report import Arm, disagreements
+from bench.peers_report import Arm, Timing, disagreements
 from localsweep.grid import all_points, load_sweep
 from sweepmap import keys
 
@@ -21,7 +21,8 @@ SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "lr_optimizer.yaml"
 def _arm(name: str, results: dict[str, dict[str, Any]], wall: float = 10.0) -> Arm:
     t0 = time.time()
     spans = [(t0 + 1.0 + i, t0 + 2.0 + i) for i in range(len(results))]
-    return Arm(name, 2, wall, t0, t0 + wall, results, len(results), spans, train_s=1.0)
+    timing = Timing(wall, t0, t0 + wall, cpu_s=2 * wall, other_cores=0.0)
+    return Arm(name, 2, timing, results, len(results), spans, train_s=1.0)
 
 
 def _outcome(acc: float, loss: float) -> dict[str, Any]:
@@ -76,7 +77,8 @@ def test_the_bench_fails_loudly_and_appends_nothing_when_results_disagree(
     captured = capsys.readouterr()
     assert "**they disagree** at 1 point(s)" in captured.out
     assert "the arms' results disagree" in captured.err
-    assert "| 1 | 12.0 | 20.0 | 15.0 | 16.0 | 1.25 |" in captured.out  # 4 runs / 12 s, / 15 s
+    # 4 runs in 12 s and in 15 s, 2 cores busy
+    assert "| 1 | 12.0 | 20.0 | 24 | 0.00 | 15.0 | 16.0 | 30 | 0.00 | 1.25 |" in captured.out
 
 
 def _cfg() -> dict[str, Any]:
