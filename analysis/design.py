@@ -88,7 +88,9 @@ def refuse_scan(study: Study) -> None:
         "writes (--emit-grid FILE)"
     )
     if isinstance(rule, dict):
-        stopped = study.table[study.table["state"] == "stopped"]
+        table = study.table
+        said = table[keys.STOPPED].notna() if keys.STOPPED in table else False
+        stopped = table[(table["state"] == "stopped") | said]  # wandb: finished, with a reason
         done = pd.to_numeric(stopped[keys.EPOCHS_COMPLETED], errors="coerce").dropna()
         at = f", at epochs {fmt_value(done.min())} to {fmt_value(done.max())}" if len(done) else ""
         raise AnalysisError(

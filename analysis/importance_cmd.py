@@ -233,10 +233,16 @@ def _caution(pairs: pd.DataFrame) -> str:
             f"; WARNING no pair reaches a share of {WEAK}: the scan shows no interaction "
             "worth a grid (the main effects say which single parameters matter)"
         )
-    if top["first"] < 0.5 or (len(pairs) > 1 and top["lo"] <= pairs.iloc[1]["share"]):
+    if top["first"] < 0.5:
         return (
-            "; WARNING it does not stand out (first in under half of the bootstraps, or its "
-            "interval reaches the next pair's median): more runs would tell"
+            f"; WARNING it is first in only {top['first']:.0%} of the bootstraps: the ranking "
+            "is not sure; more runs would tell"
+        )
+    if len(pairs) > 1 and top["lo"] <= pairs.iloc[1]["share"]:
+        second = pairs.iloc[1]
+        return (
+            f"; WARNING its interval reaches the median of {second['parameters']} "
+            f"({second['share']:.2f}): the ranking is not sure; more runs would tell"
         )
     return ""
 

@@ -144,7 +144,11 @@ def at_budget(
 ) -> AtBudget:
     table = study.table
     reach = reached(study, history)
-    usable = table["state"].isin(USABLE)
+    # A wandb run that its scan stopped is `finished` there (train.py exits 0); the summary's
+    # reason says what it is.
+    said = table[keys.STOPPED] if keys.STOPPED in table else pd.Series(None, index=table.index)
+    state = table["state"].where(~(said.notna() & (table["state"] == FINISHED)), STOPPED)
+    usable = state.isin(USABLE)
     if not usable.any():
         states = ", ".join(f"{n} {s}" for s, n in Counter(table["state"]).most_common()) or "none"
         raise AnalysisError(f"sweep {study.name}: no finished or stopped run yet (runs: {states})")
@@ -157,11 +161,11 @@ def at_budget(
     values, notes = [], Counter[str]()
     for i, row in table.iterrows():
         if not usable[i]:
-            notes[f"{row['state']}"] += 1
+            notes[f"{state[i]}"] += 1
             values.append(math.nan)
             continue
         if not reach[i] >= budget:
-            notes[f"{row['state']} before epoch {budget}"] += 1
+            notes[f"{state[i]} before epoch {budget}"] += 1
             values.append(math.nan)
             continue
         value = value_at(history.get(str(row["run_id"]), []), metric, budget)
@@ -171,8 +175,7 @@ def at_budget(
             notes[f"no {metric} at epoch {budget}"] += 1
         values.append(value)
     y = pd.Series(values, index=table.index, dtype=float)
-    kept = table[y.notna()].copy()
-    kept["y"] = y[y.notna()]
+    kept = table[y.notna()].assign(state=state[y.notna()], y=y[y.notna()])
     stopped = int((kept["state"] == STOPPED).sum())
     line = f"budget {budget} epochs: {len(kept)} runs"
     if stopped:

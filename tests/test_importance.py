@@ -320,3 +320,41 @@ def test_report_of_a_hyperband_scan_is_refused_in_one_line(tmp_path: Path) -> No
         "(--emit-grid FILE)"
     ]
     assert not out.exists()
+
+
+@pytest.mark.slow  # wandb's client in two processes: ~10 s
+def test_a_wandb_scan_reads_as_the_store_does_then_from_its_cache(tmp_path: Path) -> None:
+    from tests.fakewandb import FakeWandb
+    from tests.fakewandb_runs import FakeRun, FakeSweep
+
+    root, yaml_path, _ = make_scan(tmp_path)
+    store = Store(root, create=False)
+    name = sweep_name(yaml_path, read_sweep(yaml_path)[1])
+    config = store.sweep(name).config
+    env = {"HOME": str(tmp_path), "WANDB_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    cache = tmp_path / "cache"
+    argv = ["--cache-dir", str(cache), "--bootstrap", "20", "--out", str(tmp_path / "out")]
+    with FakeWandb() as fake:
+        fake.sweeps["sw1"] = FakeSweep("sw1", "proj", config, SCAN)
+        for r in store.runs(name):
+            # As `localsweep sync` or `wandb agent` leave them: a stopped run is finished
+            # (train.py exits 0) with the reason in its summary.
+            state = "finished" if r.state == "stopped" else r.state
+            config_ = {k: {"value": v} for k, v in r.config.items()}
+            fake.runs[r.id] = FakeRun(r.id, "proj", "sw1", state, config_, r.summary,
+                                      store.history(r.id))  # fmt: skip
+        path = f"{fake.entity}/proj/sw1"
+        online = subprocess.run(
+            [sys.executable, "-m", "analysis", "importance", "--wandb", path, *argv],
+            cwd=ROOT, env={**env, **fake.env("proj")}, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert online.returncode == 0, online.stderr
+    line = "budget 4 epochs: 46 runs (14 stopped runs at their epoch-4 value); 14 left out "
+    assert line + "(12 stopped before epoch 4, 2 failed)" in online.stdout
+    offline = subprocess.run(  # the fake is gone: the runs and their histories are cached
+        [sys.executable, "-m", "analysis", "importance", "--wandb", path, *argv],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert offline.returncode == 0, offline.stderr
+    verdict = [ln for ln in online.stdout.splitlines() if ln.startswith("study ")]
+    assert verdict == [ln for ln in offline.stdout.splitlines() if ln.startswith("study ")]
