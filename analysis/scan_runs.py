@@ -83,6 +83,9 @@ def scan_params(config: dict[str, Any]) -> tuple[list[Param], list[str]]:
         if name == "seed":
             notes.append("seed is the replicate, not a choice: left out of the surrogate")
             continue
+        if name == "epochs":
+            notes.append("epochs varies in the scan: left out, the runs are compared at one budget")
+            continue
         dist = str(spec.get("distribution", ""))
         values = spec.get("values")
         if isinstance(values, list):
@@ -158,6 +161,13 @@ def at_budget(
         why += "finished and stopped runs reached; --budget N to choose"
     else:
         why = "--budget"
+        if not (reach[usable] >= budget).any():
+            seen = Counter(int(e) for e in reach[usable].dropna())
+            runs = ", ".join(f"{e} ({n} runs)" for e, n in sorted(seen.items())) or "none known"
+            raise AnalysisError(
+                f"--budget {budget}: no finished or stopped run reached epoch {budget}; "
+                f"epochs they completed: {runs}"
+            )
     values, notes = [], Counter[str]()
     for i, row in table.iterrows():
         if not usable[i]:

@@ -18,7 +18,7 @@ import pytest
 
 from analysis.importance import bootstrap, decompose, fit_ensemble, quadrature_levels
 from analysis.scan_runs import at_budget, scan_params
-from analysis.table import build_table
+from analysis.table import AnalysisError, build_table
 from localsweep.store import Store
 from sweepmap import keys
 from sweepmap.sweepfile import read_sweep, sweep_name
@@ -223,6 +223,10 @@ def test_budget_of_a_hyperband_scan_equals_pandas(tmp_path: Path) -> None:
     )
     six = at_budget(study, history, keys.VAL_ACCURACY, 6, params)
     assert len(six.runs) == int((done["reached"] >= 6).sum()) == 38
+    with pytest.raises(AnalysisError, match=r"--budget 9: no finished or stopped run reached "
+                       r"epoch 9; epochs they completed: 2 \(12 runs\), 4 \(8 runs\), "
+                       r"6 \(6 runs\), 8 \(32 runs\)$"):  # fmt: skip
+        at_budget(study, history, keys.VAL_ACCURACY, 9, params)
 
 
 def importance(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
