@@ -8,7 +8,9 @@ initial weights; the k models train as one (sweepmap/stack_model.py) with one op
 come from the one global RNG (seeded by the last run's seed_everything), so a run's masks are
 not those it would draw alone, and depend on its stack. Each run gets its own metrics per
 epoch, FitResult and summary, computed as `fit` computes them; a run whose loss becomes NaN or
-infinite fails alone and leaves the stack, the others go on.
+infinite fails alone and leaves the stack, the others go on; so does a run whose log raises
+StopEarly (its sweep's early_terminate), stopped as `fit` stops it. Any other exception from a
+log ends the whole stack, as it would end `fit`.
 
 `can_stack(cfgs, device)` is "" or the one-line reason to train them one at a time instead.
 """
@@ -32,6 +34,7 @@ from sweepmap import keys
 from sweepmap.batches import train_batches
 from sweepmap.config import RNN_MODELS, Config
 from sweepmap.loop import EVAL_BATCH, FitResult, LogFn, errors_of
+from sweepmap.outcome import StopEarly
 from sweepmap.runtime import seed_everything
 from sweepmap.stack_model import StackedModel, row_losses, stack_batches
 from sweepmap.stack_optim import StackedOptimizer
@@ -153,7 +156,8 @@ def _end_epoch(
     valid_len: Tensor | None,
     data: Dataset,
 ) -> set[int]:
-    """Validate, record and log the epoch of every run in the stack; the rows that failed."""
+    """Validate, record and log the epoch of every run in the stack; the rows that ended
+    (failed, or stopped by their log's StopEarly)."""
     failed: dict[int, str] = {}
     for row, total in enumerate(totals):
         train_loss = total / len(data.train)
@@ -181,7 +185,7 @@ def _end_epoch(
         run.acc.reset()
         run.f1.reset()
         _record(run, metrics, stack, row)
-    return set(failed)
+    return set(failed) | {row for row, i in enumerate(active) if runs[i].result.stopped}
 
 
 def _record(run: _Run, metrics: dict[str, Any], stack: StackedModel, row: int) -> None:
@@ -196,7 +200,10 @@ def _record(run: _Run, metrics: dict[str, Any], stack: StackedModel, row: int) -
     if improved and run.cfg.save_model:
         run.result.best_state = stack.state_of(row)
     run.result.history.append(metrics)
-    run.log(metrics)
+    try:
+        run.log(metrics)
+    except StopEarly as err:  # its sweep's early_terminate: this run ends here, as in `fit`
+        run.result.stopped = str(err)
 
 
 def _chunks(t: Tensor) -> list[Tensor]:
@@ -236,4 +243,6 @@ def _finish(run: _Run, start: float, now: float, valid: Split, n_classes: int) -
     result.summary.update(result.errors)
     if result.failure:
         result.summary[keys.FAILURE] = result.failure
+    if result.stopped:
+        result.summary[keys.STOPPED] = result.stopped
     return result

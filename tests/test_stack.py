@@ -24,6 +24,7 @@ from models import build_model
 from sweepmap import keys
 from sweepmap.config import Config
 from sweepmap.loop import FitResult, fit
+from sweepmap.outcome import StopEarly
 from sweepmap.runtime import seed_everything
 from sweepmap.stack import can_stack, fit_stacked
 
@@ -114,8 +115,11 @@ def test_grouped_cnn_variants(variant: dict[str, Any]) -> None:
         assert_same(result, alone(cfg, data))
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
-@pytest.mark.parametrize("vary", ["lr", "weight_decay", "both"])
+@pytest.mark.parametrize(
+    ("optimizer", "vary"),
+    [(o, v) for o in ("sgd", "adam", "adamw", "rmsprop") for v in ("lr", "weight_decay")]
+    + [("adamw", "both")],  # decoupled decay: lr * wd per row, from the rescaled step's start
+)
 def test_runs_differing_in_lr_and_weight_decay(optimizer: str, vary: str) -> None:
     """One optimizer, each row its own lr (rescaled step) and weight decay (applied by hand),
     under a cosine schedule: each run as its own optimizer would train it."""
@@ -173,6 +177,23 @@ def test_a_diverging_run_fails_alone_and_the_others_go_on() -> None:
     assert results[1].summary[keys.FAILURE] == wants[1].summary[keys.FAILURE]
     assert not math.isfinite(float(wants[1].failure.split()[2]))
     assert len(logged[1]) == len(wants[1].history) < len(logged[0]) == 2
+
+
+def test_a_stopped_run_leaves_the_stack_as_fit_stops_it() -> None:
+    cfgs = cfgs_of({**MLP, "epochs": 3}, seed=[0, 1])
+
+    def stop_at_2(metrics: dict) -> None:
+        if metrics[keys.EPOCH] == 2:
+            raise StopEarly("hyperband: below the rung")
+
+    data = digits(cfgs[0])
+    results = fit_stacked(cfgs, data, CPU, [stop_at_2, lambda m: None])
+    generator = seed_everything(cfgs[0].seed)
+    want = fit(build_model(cfgs[0], data.info), data, cfgs[0], CPU, generator, stop_at_2)
+    assert want.stopped and want.summary[keys.EPOCHS_COMPLETED] == 2  # the premise
+    assert_same(results[0], want)
+    assert results[0].summary[keys.STOPPED] == want.summary[keys.STOPPED]
+    assert_same(results[1], alone(cfgs[1], data))  # the other went on to epoch 3
 
 
 def test_can_stack_says_why_not_in_one_line() -> None:
