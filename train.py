@@ -66,6 +66,13 @@ def train(cfg: Config, run: Any, on_epoch: EpochFn | None = None) -> FitResult:
     model = build_model(cfg, data.info).to(device)
     n_params = count_parameters(model)
     print(f"{cfg.model} on {cfg.dataset}: {n_params:,} parameters, {device}, {threads} thread(s)")
+    result = fit(model, data, cfg, device, generator, epoch_logger(cfg, run, on_epoch))
+    conclude(cfg, run, result, n_params, start)
+    return result
+
+
+def epoch_logger(cfg: Config, run: Any, on_epoch: EpochFn | None) -> EpochFn:
+    """What each epoch's metrics go to: the wandb run, the terminal, then `on_epoch`."""
     _define_metrics(run)
 
     def log(metrics: dict[str, Any]) -> None:
@@ -74,7 +81,11 @@ def train(cfg: Config, run: Any, on_epoch: EpochFn | None = None) -> FitResult:
         if on_epoch is not None:
             on_epoch(metrics)  # last: it may stop the run (StopEarly) after this epoch
 
-    result = fit(model, data, cfg, device, generator, log)
+    return log
+
+
+def conclude(cfg: Config, run: Any, result: FitResult, n_params: int, start: float) -> None:
+    """A trained run's summary, confusion chart and (save_model) artifact, into its wandb run."""
     confusion = result.summary.get(keys.VAL_CONFUSION)
     # The web UI's panel of the summary's matrix; wandb's table checks each of its rows' types
     # (about 15 ms a run for 10 classes), which a disabled run need not pay.
@@ -95,7 +106,6 @@ def train(cfg: Config, run: Any, on_epoch: EpochFn | None = None) -> FitResult:
     run.summary.update(result.summary)
     if cfg.save_model and result.best_state is not None:
         _save_artifact(run, result.best_state)
-    return result
 
 
 def _define_metrics(run: Any) -> None:
@@ -117,7 +127,6 @@ def _epoch_line(m: Mapping[str, Any], epochs: int) -> str:
 
 def _save_artifact(run: Any, state: dict[str, Any]) -> None:
     import torch
-
     import wandb
 
     path = Path(run.dir) / "best-model.pt"
