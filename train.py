@@ -172,36 +172,39 @@ def run_point(
     try:
         cfg = prepare(values)
     except ConfigError as err:
-        return _end(None, record, Outcome.failure("invalid", f"config error: {err}", EXIT_USAGE))
+        return end_run(None, record, Outcome.failure("invalid", f"config error: {err}", EXIT_USAGE))
     except DataUnavailable as err:
-        return _end(None, record, Outcome.failure("error", str(err), EXIT_ENVIRONMENT))
+        return end_run(None, record, Outcome.failure("error", str(err), EXIT_ENVIRONMENT))
     import wandb
 
     try:
         run = wandb.init(config=cfg.to_dict(), job_type="train", **(init or {}))
     except Exception as err:  # no server, no credentials, a full disk: nothing trained
-        failed = Outcome.failure("error", f"wandb.init: {_one_line(err)}", EXIT_ENVIRONMENT)
-        return _end(None, record, failed)
-    epoch = on_epoch if record is None else _both(record.epoch, on_epoch)
-    if stop is not None:
-        epoch = _both(epoch or _nothing, functools.partial(_stop_if_asked, stop))
+        failed = Outcome.failure("error", f"wandb.init: {one_line(err)}", EXIT_ENVIRONMENT)
+        return end_run(None, record, failed)
+    epoch = epoch_fn(record, on_epoch, stop)
     try:
         locked = Config.from_mapping(dict(run.config))
         if locked != cfg:  # the value that trains must be the value that was validated
-            failed = Outcome.failure("error", _differences(cfg, locked), EXIT_ENVIRONMENT)
-            return _end(run, record, failed)
+            failed = Outcome.failure("error", differences(cfg, locked), EXIT_ENVIRONMENT)
+            return end_run(run, record, failed)
         result = train(cfg, run, epoch)
     except KeyboardInterrupt as err:
-        _end(run, record, Outcome.interrupted(err))
+        end_run(run, record, Outcome.interrupted(err))
         raise
     except Exception as err:
         if type(err) is Exception and not err.args:
             # `wandb.agent` stops a run's thread on Ctrl-C by raising a bare Exception in it
             # (its agent module's _terminate_thread): an interruption, not a failure.
-            _end(run, record, Outcome.failure("crashed", "stopped by its agent", 130))
+            end_run(run, record, Outcome.failure("crashed", "stopped by its agent", 130))
             raise
         traceback.print_exc()
-        return _end(run, record, _from_exception(err))
+        return end_run(run, record, outcome_of_exception(err))
+    return end_run(run, record, outcome_of(result, run, claim))
+
+
+def outcome_of(result: FitResult, run: Any, claim: Path | None) -> Outcome:
+    """A trained run's outcome: finished, failed, stopped, or superseded if its claim went."""
     if result.failure:
         print(f"run failed: {result.failure}", file=sys.stderr, flush=True)
     state = "failed" if result.failure else "stopped" if result.stopped else "finished"
@@ -213,10 +216,18 @@ def run_point(
         run.summary["superseded"] = True
         why = "superseded: its claim was reaped while it ran; another agent has the point"
         outcome = Outcome("superseded", {**result.summary, keys.FAILURE: why}, EXIT_FAILED)
-    return _end(run, record, outcome)
+    return outcome
 
 
-def _end(run: Any, record: Record | None, outcome: Outcome) -> Outcome:
+def epoch_fn(record: Record | None, on_epoch: EpochFn | None, stop: Path | None) -> EpochFn | None:
+    """Each epoch into the run's record first, then `on_epoch`, then the stop file's check."""
+    epoch = on_epoch if record is None else _both(record.epoch, on_epoch)
+    if stop is not None:
+        epoch = _both(epoch or _nothing, functools.partial(_stop_if_asked, stop))
+    return epoch
+
+
+def end_run(run: Any, record: Record | None, outcome: Outcome) -> Outcome:
     """The outcome goes into the record before the wandb run is finished, and again after:
     a run killed in between is adopted on resume if wandb's files show it finished, and runs
     again if they do not (localsweep's reaper), so a point never has two finished runs."""
@@ -231,11 +242,11 @@ def _end(run: Any, record: Record | None, outcome: Outcome) -> Outcome:
     return outcome
 
 
-def _from_exception(err: Exception) -> Outcome:
+def outcome_of_exception(err: Exception) -> Outcome:
     """An exception in training: the environment's (an import, the disk) or the run's own."""
     if isinstance(err, ENVIRONMENT_ERRORS):
-        return Outcome.failure("error", _one_line(err), EXIT_ENVIRONMENT)
-    return Outcome.failure("failed", _one_line(err), EXIT_FAILED)
+        return Outcome.failure("error", one_line(err), EXIT_ENVIRONMENT)
+    return Outcome.failure("failed", one_line(err), EXIT_FAILED)
 
 
 def _nothing(metrics: dict[str, Any]) -> None:
@@ -257,13 +268,13 @@ def _both(first: EpochFn, second: EpochFn | None) -> EpochFn:
     return call
 
 
-def _differences(validated: Config, locked: Config) -> str:
+def differences(validated: Config, locked: Config) -> str:
     a, b = validated.to_dict(), locked.to_dict()
     diff = ", ".join(f"{k}: {a[k]!r} validated, {b[k]!r} in run.config" for k in a if a[k] != b[k])
     return f"run.config differs from the validated values ({diff})"
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     first = (str(err).strip().splitlines() or [""])[0]
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 

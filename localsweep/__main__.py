@@ -70,7 +70,7 @@ def create(path: Path, store_root: Path) -> tuple[Store, str, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    procs = spawn_agents(args.store, args.agents, args.mode, args.retry_failed)
+    procs = spawn_agents(args.store, args.agents, args.mode, args.retry_failed, args.stack)
     try:
         store, name, total = create(args.sweep_file, args.store)
         from localsweep.preflight import effective_mode
@@ -131,7 +131,8 @@ def resume_command(args: argparse.Namespace) -> str:
     words += ["--agents", str(args.agents)] + (
         ["--mode", args.mode] if args.mode != "inprocess" else []
     )
-    return shlex.join(words + (["--retry-failed"] if args.retry_failed else []))
+    words += ["--retry-failed"] if args.retry_failed else []
+    return shlex.join(words + (["--stack"] if args.stack else []))
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -141,7 +142,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    return main_agent(args.store, args.sweep, args.mode, args.count, args.retry_failed)
+    return main_agent(args.store, args.sweep, args.mode, args.count, args.retry_failed,
+                      args.stack)  # fmt: skip
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -209,6 +211,9 @@ def parser() -> argparse.ArgumentParser:
                         "process: one train.py process per run, as `wandb agent`")  # fmt: skip
         sp.add_argument("--retry-failed", action="store_true",
                         help="run failed grid points again (crashed ones always are)")  # fmt: skip
+        sp.add_argument("--stack", action="store_true",
+                        help="train a cell's runs (seeds, lr, weight_decay) as one stacked "
+                        "model, each still its own run (README: Performance)")  # fmt: skip
 
     run = sub.add_parser("run", help="create or resume a sweep from YAML and run N agents")
     run.add_argument("sweep_file", type=Path)

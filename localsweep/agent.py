@@ -20,7 +20,7 @@ from typing import Any
 from agents.contract import local_identity
 from localsweep import preflight
 from localsweep.execute import Execute, InProcess, Process, run_log
-from localsweep.rows import STATES, StoreError
+from localsweep.rows import STATES, Run, StoreError
 from localsweep.store import Store
 from sweepmap.faults import crash_point
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_USAGE, Outcome, interrupt_on
@@ -31,6 +31,11 @@ HEARTBEAT_S = float(os.environ.get("SWEEPMAP_HEARTBEAT_S") or 5.0)  # shorter in
 IDLE_POLL_S = 0.2  # an idle agent ends this long after the last run at most
 # As wandb's agent: a config that fails at once must not burn through the whole grid.
 MAX_FAILURES_IN_ROW = 5
+# A stack's runs may differ in these (sweepmap/stack.py MAY_DIFFER, less save_model); at
+# most this many in one stack.
+STACK_KEYS = ("seed", "lr", "weight_decay")
+MAX_STACK = 48
+OTHERS = "another agent's"
 # A run that could not run (its state "error") is stored as such and runs again on resume.
 STORE_STATE = {"invalid": "error"}
 
@@ -47,14 +52,14 @@ class _Heartbeat(threading.Thread):
     def __init__(self, store_root: Path) -> None:
         super().__init__(daemon=True)
         self.store_root = store_root
-        self.run_id: str | None = None
+        self.run_ids: list[str] = []
         self.stopped = threading.Event()
 
     def run(self) -> None:
         store = Store(self.store_root)  # sqlite connections stay in their own thread
         while not self.stopped.wait(HEARTBEAT_S):
-            if self.run_id is not None:
-                store.heartbeat(self.run_id)
+            for run_id in self.run_ids:
+                store.heartbeat(run_id)
         store.close()
 
 
@@ -97,8 +102,10 @@ def run_agent(
     mode: str = "inprocess",
     count: int | None = None,
     retry_failed: bool = False,
+    stack: bool = False,
 ) -> int:
-    """Run grid points until none are left (or `count` are done); returns an exit code."""
+    """Run grid points until none are left (or `count` are done); returns an exit code.
+    `stack`: claim a cell's free points together and train them as one stacked model."""
     store = Store(store_root)
     try:
         execute = make_executor(store, sweep, mode)
@@ -106,41 +113,50 @@ def run_agent(
         print(f"localsweep: {err}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     interrupt_on()  # SIGTERM ends the run in flight as Ctrl-C does
+    stack = stack and _can_claim_cells(store, sweep, execute)
     began = time.time()
     beat = _Heartbeat(store.root)
     beat.start()
     done = failures = 0
     try:
         while count is None or done < count:
-            run = store.claim(sweep, new_run_id(), retry_failed, since=began)
-            if run is None:
+            k = min(MAX_STACK, count - done if count else MAX_STACK) if stack else 1
+            runs = _claim(store, sweep, k, retry_failed, began)
+            if not runs:
                 if not _wait_for_others(store, sweep):
                     break
                 continue
-            claim = local_identity(store.root, sweep, run.id).claim_path
-            claim.parent.mkdir(parents=True, exist_ok=True)
-            claim.touch()
-            store.start(run.id, str(run_log(store.root, sweep, run.id)))
-            beat.run_id = run.id
+            claims = [local_identity(store.root, sweep, run.id).claim_path for run in runs]
+            for run, claim in zip(runs, claims, strict=True):
+                claim.parent.mkdir(parents=True, exist_ok=True)
+                claim.touch()
+                store.start(run.id, str(run_log(store.root, sweep, run.id)))
+            beat.run_ids = [run.id for run in runs]
             try:
-                outcome = execute(run)
+                if len(runs) > 1 and isinstance(execute, InProcess):  # see _can_claim_cells
+                    outcomes = execute.stacked(runs)
+                else:
+                    outcomes = [execute(run) for run in runs]
             except KeyboardInterrupt as err:
                 stopped = Outcome.interrupted(err)
-                store.finish(run.id, "crashed", stopped.summary, None, stopped.exit_code)
-                print(f"agent: {stopped.reason}; run {run.id} will run again on resume")
+                for run in runs:
+                    store.finish(run.id, "crashed", stopped.summary, None, stopped.exit_code)
+                ids = ", ".join(run.id for run in runs)
+                print(f"agent: {stopped.reason}; run(s) {ids} will run again on resume")
                 return stopped.exit_code
             finally:
-                beat.run_id = None
+                beat.run_ids = []
             crash_point("before-store")
-            if not _store(store, run.id, outcome):
-                print(f"agent: run {run.id} was reaped while this agent was stopped; its "
-                      "result is dropped (superseded), the point is another agent's")  # fmt: skip
-            claim.unlink(missing_ok=True)
-            print(f"agent: {run.id} {outcome.state} {point_text(run.config)}", flush=True)
-            done += 1
-            failures = 0 if outcome.state in ("finished", "stopped") else failures + 1
+            for run, outcome, claim in zip(runs, outcomes, claims, strict=True):
+                if not _store(store, run.id, outcome):
+                    print(f"agent: run {run.id} was reaped while this agent was stopped; its "
+                          f"result is dropped (superseded), the point is {OTHERS}")  # fmt: skip
+                claim.unlink(missing_ok=True)
+                print(f"agent: {run.id} {outcome.state} {point_text(run.config)}", flush=True)
+                done += 1
+                failures = 0 if outcome.state in ("finished", "stopped") else failures + 1
             if failures >= MAX_FAILURES_IN_ROW:
-                log = run_log(store.root, sweep, run.id)
+                log = run_log(store.root, sweep, runs[-1].id)
                 print(f"agent: {failures} runs in a row did not finish; stopping (see {log})")
                 return EXIT_FAILED
     finally:
@@ -150,6 +166,27 @@ def run_agent(
         # its _dynamo and wandb made (~1.2 s of CPU here); frozen, they are left to the OS.
         gc.freeze()
     return 0
+
+
+def _claim(store: Store, sweep: str, k: int, retry: bool, since: float) -> list[Run]:
+    """The next point, or (k > 1) the free points of the next cell, up to k: a stack."""
+    if k == 1:
+        run = store.claim(sweep, new_run_id(), retry, since=since)
+        return [] if run is None else [run]
+    ids = [new_run_id() for _ in range(k)]
+    return store.claim_cell(sweep, ids, STACK_KEYS, retry, since=since)
+
+
+def _can_claim_cells(store: Store, sweep: str, execute: Execute) -> bool:
+    """--stack needs the in-process agent and a grid; else one run at a time, said once."""
+    why = ""
+    if is_scan(store.sweep(sweep).config):
+        why = "a scan proposes one point at a time, from the results so far"
+    elif not isinstance(execute, InProcess):
+        why = "stacking needs the in-process agent (train.py, --mode inprocess)"
+    if why:
+        print(f"agent: --stack: one run at a time: {why}", flush=True)
+    return not why
 
 
 def _wait_for_others(store: Store, sweep: str) -> bool:
@@ -178,7 +215,9 @@ def _store(store: Store, run_id: str, outcome: Outcome) -> bool:
     return store.finish(run_id, state, outcome.summary, runtime, outcome.exit_code)
 
 
-def main_agent(store_root: Path, sweep: str, mode: str, count: int | None, retry: bool) -> int:
+def main_agent(
+    store_root: Path, sweep: str, mode: str, count: int | None, retry: bool, stack: bool = False
+) -> int:
     try:
         if sweep == "-":
             warm_up(mode)
@@ -186,7 +225,7 @@ def main_agent(store_root: Path, sweep: str, mode: str, count: int | None, retry
             if got is None:
                 return 0
             sweep = got
-        return run_agent(store_root, sweep, mode, count, retry)
+        return run_agent(store_root, sweep, mode, count, retry, stack)
     except KeyboardInterrupt as err:
         return Outcome.interrupted(err).exit_code
     except KeyError as err:

@@ -12,6 +12,7 @@ Both give the same `Outcome` (sweepmap/outcome.py) and the same files:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -82,6 +83,31 @@ class InProcess:
             return self.train.run_point(
                 run.config, init=init, on_epoch=on_epoch, record=record, claim=me.claim_path
             )
+
+    def stacked(self, runs: list[Run]) -> list[Outcome]:
+        """A cell's runs as one stacked model (agents/stacked.py), each with its own files."""
+        from agents.stacked import Point, run_stack
+        from sweepmap.record import Record
+
+        points = []
+        for run in runs:
+            me = local_identity(self.store.root, self.sweep, run.id)
+            write_params(me.param_path, run.config)
+            log_epoch = functools.partial(self._log_epoch, run.id)
+            points.append(Point(run.config, me.init_kwargs(self.settings), log_epoch,
+                                Record(me.record_path), me.claim_path))  # fmt: skip
+        # The stack's output goes to its first run's log; the others' logs say where it is.
+        log = run_log(self.store.root, self.sweep, runs[0].id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        for run in runs[1:]:
+            run_log(self.store.root, self.sweep, run.id).write_text(
+                f"stacked with {', '.join(r.id for r in runs)}: the stack's output is {log}\n"
+            )
+        with log.open("a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            return run_stack(points)
+
+    def _log_epoch(self, run_id: str, metrics: dict[str, Any]) -> None:
+        self.store.log_epoch(run_id, int(metrics[keys.EPOCH]), metrics)
 
 
 class Process:

@@ -32,12 +32,14 @@ STOP_GRACE_S = 15.0
 Agent = subprocess.Popen[bytes]
 
 
-def spawn_agents(store_root: Path, agents: int, mode: str, retry: bool) -> list[Agent]:
+def spawn_agents(
+    store_root: Path, agents: int, mode: str, retry: bool, stack: bool = False
+) -> list[Agent]:
     """Start agents before the sweep is known: each imports torch, wandb and the models
     (~3 s) and then waits on stdin for `release` or `dismiss`. `localsweep run` checks the
     sweep file meanwhile, so that second of grid enumeration costs no wall time."""
     argv = [sys.executable, "-m", "localsweep", "agent", "-", "--store", str(store_root)]
-    argv += ["--mode", mode] + (["--retry-failed"] if retry else [])
+    argv += ["--mode", mode] + (["--retry-failed"] if retry else []) + (["--stack"] * stack)
     return [
         subprocess.Popen(argv, stdin=subprocess.PIPE, process_group=0, preexec_fn=die_with_parent())
         for _ in range(agents)

@@ -268,6 +268,32 @@ class Store:
             )
         return self.run(run_id)
 
+    @_faults
+    def claim_cell(
+        self, sweep: str, run_ids: Sequence[str], differ: Sequence[str], retry_failed: bool = False,
+        since: float | None = None,
+    ) -> list[Run]:  # fmt: skip
+        """Take the next free grid point and up to len(run_ids) - 1 more free points equal to
+        it but in `differ` (a cell's seeds: a stack), in one transaction; [] when none is
+        free. A grid's only: a scan's next point depends on the results so far."""
+        cell = lambda p: point_key({k: v for k, v in p.items() if k not in differ})  # noqa: E731
+        with self._write() as db:
+            self._reap(db, sweep)
+            free = self._free(sweep, retry_failed, since)
+            if not free:
+                return []
+            chosen = [p for p in free if cell(p) == cell(free[0])][: len(run_ids)]
+            now, host, pid = time.time(), socket.gethostname(), os.getpid()
+            db.executemany(
+                "INSERT INTO runs (id, sweep, config, state, host, pid, heartbeat, created)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+                [
+                    (i, sweep, json.dumps(p), host, pid, now, now)
+                    for i, p in zip(run_ids[: len(chosen)], chosen, strict=True)
+                ],
+            )
+        return [self.run(i) for i in run_ids[: len(chosen)]]
+
     def _propose(self, db: sqlite3.Connection, sweep: str) -> list[dict[str, Any]]:
         """A scan's next point from the engine, stored before it is claimed (in the claim's
         transaction: two agents never get one proposal, and a crashed run's point is stored
