@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from localsweep.reap import reap_dead
 from localsweep.rows import (
-    ACTIVE,
     DB_NAME,
     RERUN,
     SCHEMA,
@@ -31,10 +31,8 @@ from localsweep.rows import (
     StoreError,
     Sweep,
     corrupt_line,
-    pid_alive,
     point_key,
     run_from_row,
-    stale_after_s,
 )
 from sweepmap.sweepfile import is_scan, run_cap
 
@@ -389,50 +387,4 @@ class Store:
             return self._reap(db, sweep)
 
     def _reap(self, db: sqlite3.Connection, sweep: str) -> list[str]:
-        """A dead agent's run whose own record shows that it ended (killed between its record
-        and the store) is adopted with that result; any other is marked crashed, to run again.
-        Either way its claim file goes, so a stalled holder that wakes ends as superseded."""
-        from agents.contract import local_identity
-        from sweepmap.record import read_ending, read_record
-
-        host, now = socket.gethostname(), time.time()
-        rows = db.execute(
-            "SELECT id, host, pid, heartbeat FROM runs WHERE sweep = ? AND state IN (?, ?)",
-            (sweep, *ACTIVE),
-        ).fetchall()
-        dead = [
-            r["id"]
-            for r in rows
-            if (r["host"] == host and not pid_alive(r["pid"]))
-            or now - (r["heartbeat"] or 0.0) > stale_after_s()
-        ]
-        for run_id in dead:
-            me = local_identity(self.root, sweep, run_id)
-            me.claim_path.unlink(missing_ok=True)
-            history, state, summary = read_record(me.record_path)
-            ending = read_ending(me.record_path) if state is None else None
-            if ending is not None and self._wandb_finished(run_id):
-                state, summary = ending  # killed after wandb finished it, before its record
-            if state in ("finished", "failed"):
-                for metrics in history:
-                    db.execute("INSERT OR REPLACE INTO history VALUES (?, ?, ?)",
-                               (run_id, int(metrics["epoch"]), json.dumps(metrics)))  # fmt: skip
-                summary = {**summary, "adopted": "from its record, after its agent died"}
-                db.execute(
-                    "UPDATE runs SET state = ?, summary = ?, ended = ? WHERE id = ?",
-                    (state, json.dumps(summary), now, run_id),
-                )
-                continue
-            db.execute(
-                "UPDATE runs SET state = 'crashed', ended = ?, summary = json_set(summary,"
-                " '$.failure', 'agent died (no heartbeat)') WHERE id = ?",
-                (now, run_id),
-            )
-        return dead
-
-    def _wandb_finished(self, run_id: str) -> bool:
-        """Whether wandb's own files of a local run hold its exit record."""
-        from agents import wandb_private
-
-        found = sorted((self.root / "wandb").glob(f"*run-*-{run_id}"))
-        return bool(found) and wandb_private.offline_run_ended(found[-1]) is True
+        return reap_dead(db, self.root, sweep)
