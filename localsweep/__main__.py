@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from agents.contract import DEFAULT_STORE
-from localsweep.agent import MODES, main_agent
+from localsweep.agent import MAX_STACK, MODES, STACK_DEFAULT, main_agent
 from localsweep.rows import NOT_DONE, StoreError, done
 from localsweep.runner import (
     Stop,
@@ -132,7 +132,7 @@ def resume_command(args: argparse.Namespace) -> str:
         ["--mode", args.mode] if args.mode != "inprocess" else []
     )
     words += ["--retry-failed"] if args.retry_failed else []
-    return shlex.join(words + (["--stack"] if args.stack else []))
+    return shlex.join(words + (["--stack", str(args.stack)] if args.stack else []))
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -211,9 +211,10 @@ def parser() -> argparse.ArgumentParser:
                         "process: one train.py process per run, as `wandb agent`")  # fmt: skip
         sp.add_argument("--retry-failed", action="store_true",
                         help="run failed grid points again (crashed ones always are)")  # fmt: skip
-        sp.add_argument("--stack", action="store_true",
-                        help="train a cell's runs (seeds, lr, weight_decay) as one stacked "
-                        "model, each still its own run (README: Performance)")  # fmt: skip
+        sp.add_argument("--stack", type=int, nargs="?", const=STACK_DEFAULT, default=0,
+                        metavar="K", help="train up to K runs of a cell (differing in seed, lr, "
+                        f"weight_decay) as one stacked model, each still its own run (default "
+                        f"K {STACK_DEFAULT}; README: Performance)")  # fmt: skip
 
     run = sub.add_parser("run", help="create or resume a sweep from YAML and run N agents")
     run.add_argument("sweep_file", type=Path)
@@ -259,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     args = parser().parse_args(argv)
     too_many = agents_refusal(getattr(args, "agents", 1))
+    if getattr(args, "stack", 0) and not 2 <= args.stack <= MAX_STACK:
+        too_many = f"--stack {args.stack}: a stack has 2 to {MAX_STACK} runs"
     if too_many:
         print(f"localsweep: {too_many}", file=sys.stderr)
         return EXIT_USAGE

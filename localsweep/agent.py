@@ -35,6 +35,8 @@ MAX_FAILURES_IN_ROW = 5
 # most this many in one stack.
 STACK_KEYS = ("seed", "lr", "weight_decay")
 MAX_STACK = 48
+# Measured on the digits CNN, 2 cores: 6 runs a stack was the fastest per run (bench/results.md).
+STACK_DEFAULT = 6
 OTHERS = "another agent's"
 # A run that could not run (its state "error") is stored as such and runs again on resume.
 STORE_STATE = {"invalid": "error"}
@@ -102,10 +104,11 @@ def run_agent(
     mode: str = "inprocess",
     count: int | None = None,
     retry_failed: bool = False,
-    stack: bool = False,
+    stack: int = 0,
 ) -> int:
     """Run grid points until none are left (or `count` are done); returns an exit code.
-    `stack`: claim a cell's free points together and train them as one stacked model."""
+    `stack` > 1: claim up to that many free points of a cell together and train them as one
+    stacked model."""
     store = Store(store_root)
     try:
         execute = make_executor(store, sweep, mode)
@@ -113,14 +116,14 @@ def run_agent(
         print(f"localsweep: {err}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     interrupt_on()  # SIGTERM ends the run in flight as Ctrl-C does
-    stack = stack and _can_claim_cells(store, sweep, execute)
+    stack = stack if stack > 1 and _can_claim_cells(store, sweep, execute) else 0
     began = time.time()
     beat = _Heartbeat(store.root)
     beat.start()
     done = failures = 0
     try:
         while count is None or done < count:
-            k = min(MAX_STACK, count - done if count else MAX_STACK) if stack else 1
+            k = min(stack, count - done if count else stack) if stack else 1
             runs = _claim(store, sweep, k, retry_failed, began)
             if not runs:
                 if not _wait_for_others(store, sweep):
@@ -216,7 +219,7 @@ def _store(store: Store, run_id: str, outcome: Outcome) -> bool:
 
 
 def main_agent(
-    store_root: Path, sweep: str, mode: str, count: int | None, retry: bool, stack: bool = False
+    store_root: Path, sweep: str, mode: str, count: int | None, retry: bool, stack: int = 0
 ) -> int:
     try:
         if sweep == "-":

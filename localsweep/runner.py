@@ -33,13 +33,17 @@ Agent = subprocess.Popen[bytes]
 
 
 def spawn_agents(
-    store_root: Path, agents: int, mode: str, retry: bool, stack: bool = False
+    store_root: Path, agents: int, mode: str, retry: bool, stack: int = 0
 ) -> list[Agent]:
     """Start agents before the sweep is known: each imports torch, wandb and the models
     (~3 s) and then waits on stdin for `release` or `dismiss`. `localsweep run` checks the
     sweep file meanwhile, so that second of grid enumeration costs no wall time."""
     argv = [sys.executable, "-m", "localsweep", "agent", "-", "--store", str(store_root)]
-    argv += ["--mode", mode] + (["--retry-failed"] if retry else []) + (["--stack"] * stack)
+    argv += (
+        ["--mode", mode]
+        + (["--retry-failed"] if retry else [])
+        + (["--stack", str(stack)] if stack else [])
+    )
     return [
         subprocess.Popen(argv, stdin=subprocess.PIPE, process_group=0, preexec_fn=die_with_parent())
         for _ in range(agents)
