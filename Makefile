@@ -12,7 +12,7 @@ GPU_SWEEP ?= sweeps/gestures_hidden_dropout.yaml
 .PHONY: help install run test test-slow lint format bench bench-peers bench-gpu lock clean
 
 help:  ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ run: $(STAMP)  ## run the lr_optimizer study locally and write its one-page repo
 test: $(STAMP)  ## the default test suite (offline, CPU, a few minutes)
 	$(PY) -m pytest
 
-test-slow: $(STAMP)  ## the slow tests too (gestures bar, crash windows, random kills, stalled agent, fill, publish, launcher)
+test-slow: $(STAMP)  ## the slow tests too (crash windows, random kills, stalled agent, fill, publish, sync, scans, stacks, peers)
 	$(PY) -m pytest -m ""
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy
@@ -44,8 +44,8 @@ format: $(STAMP)  ## apply ruff's fixes and formatting
 bench: $(STAMP)  ## throughput of the local runner against one process per run
 	$(PY) -m bench.sweep_throughput --sweep $(SWEEP) --out bench/results.md
 
-bench-peers: $(STAMP)  ## sweepmap against Optuna on one grid, same training, 2 agents each
-	$(PY) -m bench.peers --sweep $(SWEEP) --agents $(AGENTS) --rounds 3 --out bench/results.md
+bench-peers: $(STAMP)  ## sweepmap (one at a time, and --stack 6) against Optuna on one grid
+	$(PY) -m bench.peers --sweep $(SWEEP) --agents $(AGENTS) --rounds 3 --stack 6 --out bench/results.md
 
 bench-gpu: $(STAMP)  ## runs/min with 1, 2, 4, 8 agents on one GPU, fp32 and bf16 (gestures)
 	$(PY) -m bench.packing --sweep $(GPU_SWEEP) --agents 1,2,4,8 --runs 32 --bf16 \

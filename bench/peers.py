@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,13 +32,14 @@ from typing import Any
 import yaml
 
 from bench.facts import children_cpu_s, machine_busy_s, machine_facts
-from bench.peers_report import Arm, Timing, disagreements, git_commit, markdown
+from bench.peers_report import TARGET_RATIO, Arm, Timing, disagreements, git_commit, markdown
 from bench.sweep_throughput import bench_env
 from localsweep.grid import all_points, load_sweep
 from sweepmap import keys
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("sweepmap", "optuna")
+STACKED = "sweepmap --stack"
 LOSS_TOLERANCE = 1e-9  # relative; same seed, same thread count, same data: equal in practice
 
 
@@ -61,13 +63,13 @@ def _run(argv: list[str], env: dict[str, str], logs: list[Path]) -> Timing:
     return Timing(wall, t0, end, ours, other)
 
 
-def run_sweepmap(sweep: Path, agents: int, tmp: Path) -> Arm:
+def run_sweepmap(sweep: Path, agents: int, tmp: Path, stack: int = 0) -> Arm:
     from localsweep.store import Store
 
     env = {**bench_env(tmp), "SWEEPMAP_THREADS": "1"}
     store = tmp / "store"
     argv = [sys.executable, "-m", "localsweep", "run", str(sweep), "--agents", str(agents),
-            "--store", str(store)]  # fmt: skip
+            "--store", str(store)] + (["--stack", str(stack)] if stack else [])  # fmt: skip
     timing = _run(argv, env, [tmp / "sweepmap.log"])
     db = Store(store)
     try:
@@ -75,7 +77,7 @@ def run_sweepmap(sweep: Path, agents: int, tmp: Path) -> Arm:
     finally:
         db.close()
     return Arm(
-        "sweepmap",
+        STACKED if stack else "sweepmap",
         agents,
         timing,
         results={_key(r.config): _outcome(r.summary) for r in runs},
@@ -128,12 +130,46 @@ def _outcome(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: summary.get(k) for k in (keys.VAL_ACCURACY, keys.VAL_LOSS, keys.FAILURE)}
 
 
-def measure(arm: str, sweep: Path, agents: int) -> Arm:
+def measure(arm: str, sweep: Path, agents: int, stack: int = 0) -> Arm:
     tmp = Path(tempfile.mkdtemp(prefix=f"sweepmap-peers-{arm}-"))
     try:
-        return (run_sweepmap if arm == "sweepmap" else run_optuna)(sweep, agents, tmp)
+        if arm == "optuna":
+            return run_optuna(sweep, agents, tmp)
+        return run_sweepmap(sweep, agents, tmp, stack if arm == STACKED else 0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stacked_lines(rounds: list[dict[str, Arm]], stack: int) -> list[str]:
+    """The third arm, `localsweep run --stack K`: its runs/min against Optuna's, paired by
+    round, and how far its results are from the same points trained one at a time (a stack
+    sums in another order: float32 rounding, which batchnorm with Adam amplifies)."""
+    ratios = [r[STACKED].runs_per_min / r["optuna"].runs_per_min for r in rounds]
+    walls = [r[STACKED].wall_s for r in rounds]
+    d_acc = d_loss = 0.0
+    for r in rounds:
+        for point, alone in r["sweepmap"].results.items():
+            got = r[STACKED].results.get(point)
+            if got is None or got.get(keys.FAILURE) != alone.get(keys.FAILURE):
+                d_acc = d_loss = float("inf")
+                continue
+            if alone.get(keys.FAILURE) is None:
+                d_acc = max(d_acc, abs(got[keys.VAL_ACCURACY] - alone[keys.VAL_ACCURACY]))
+                d_loss = max(d_loss, abs(got[keys.VAL_LOSS] / alone[keys.VAL_LOSS] - 1))
+    median = statistics.median
+    return [
+        "",
+        f"Third arm, `localsweep run SWEEP --agents N --stack {stack}` (stacked replicates), "
+        "in the same rounds:",
+        "",
+        f"- runs/min {median([r[STACKED].runs_per_min for r in rounds]):.1f}, wall "
+        f"{median(walls):.1f} s ({min(walls):.1f}–{max(walls):.1f})",
+        f"- stacked ÷ Optuna runs/min, paired by round: **{median(ratios):.2f}x** "
+        f"({min(ratios):.2f} to {max(ratios):.2f}); target at least {TARGET_RATIO}x: "
+        + ("met." if median(ratios) >= TARGET_RATIO else "not met."),
+        f"- stacked against the same points one at a time: largest |Δ final val/accuracy| "
+        f"{d_acc:.4f}, relative |Δ final val/loss| {d_loss:.4f}.",
+    ]
 
 
 def quick_sweep(config: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="measured rounds, each arm once")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first")
     p.add_argument("--out", type=Path, default=None, help="markdown file to append to")
+    p.add_argument("--stack", type=int, default=0, metavar="K",
+                   help="a third arm: localsweep run --stack K (stacked replicates)")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="4 points of 1 epoch, 1 round, no warm-up (the test)")  # fmt: skip
     args = p.parse_args(argv)
@@ -174,14 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         facts, commit = machine_facts(), git_commit(ROOT)
         rounds: list[dict[str, Arm]] = []
         for r in range(args.warmup + args.rounds):
-            done = {arm: measure(arm, sweep, args.agents) for arm in ARMS}
+            arms = (*ARMS, STACKED) if args.stack else ARMS
+            done = {arm: measure(arm, sweep, args.agents, args.stack) for arm in arms}
             label = "warm-up" if r < args.warmup else f"round {r - args.warmup + 1}"
             print(label, *(f"{a.name} {a.wall_s:.1f} s ({a.runs_per_min:.1f} runs/min)"
                            for a in done.values()), flush=True)  # fmt: skip
             if r >= args.warmup:
                 rounds.append(done)
-    wrong = disagreements([a for done in rounds for a in done.values()], grid, LOSS_TOLERANCE)
-    text = "\n".join(markdown(args.sweep, command, facts, commit, grid, rounds, wrong)) + "\n"
+    # The two arms that must agree exactly; the stacked one is compared on its own lines.
+    exact = [{k: a for k, a in done.items() if k != STACKED} for done in rounds]
+    wrong = disagreements([a for done in exact for a in done.values()], grid, LOSS_TOLERANCE)
+    lines = markdown(args.sweep, command, facts, commit, grid, exact, wrong)
+    lines += stacked_lines(rounds, args.stack) if args.stack else []
+    text = "\n".join(lines) + "\n"
     print(text)
     if wrong:
         print("bench-peers: the arms' results disagree (above); nothing appended", file=sys.stderr)

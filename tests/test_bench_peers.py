@@ -32,6 +32,7 @@ def _outcome(acc: float, loss: float) -> dict[str, Any]:
 POINTS = {"a": _outcome(0.5, 1.25), "b": _outcome(0.75, 0.5)}
 
 
+@pytest.mark.slow  # ~20 s: five interpreters
 # Both arms for real: five interpreters (sweepmap's runner and 2 agents, 2 Optuna workers),
 # about 35 CPU-seconds, 20 s on the 2-core machine with other work on it.
 def test_both_arms_run_the_same_points_and_agree(tmp_path: Path) -> None:

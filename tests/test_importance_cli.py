@@ -64,9 +64,9 @@ def _grid_store(tmp: Path) -> Path:
     [
         ("grid", "method: grid: importance reads a scan (method: random or bayes)"),
         ("few", "importance needs at least 15 runs (3 per varied parameter, at least 10)"),
-        ("metric", "--metric 'val/acc': no run of scan-"),
-        ("exists", "exists; --force to overwrite it"),
-        ("bootstrap", "--bootstrap 5: at least 20"),
+        pytest.param("metric", "--metric 'val/acc': no run of scan-", marks=pytest.mark.slow),
+        pytest.param("exists", "exists; --force to overwrite it", marks=pytest.mark.slow),
+        pytest.param("bootstrap", "--bootstrap 5: at least 20", marks=pytest.mark.slow),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(

@@ -60,6 +60,7 @@ def each_proposal_done_once(store: Store, name: str, cap: int) -> list[Run]:
     return runs
 
 
+@pytest.mark.slow  # ~16 s; the rule itself: test_the_engine_sees_each_runs_history...
 def test_a_hyperband_scan_stops_runs_in_their_own_state_with_the_epochs_they_did(
     wandb_env, tmp_path
 ) -> None:

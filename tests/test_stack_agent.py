@@ -20,6 +20,7 @@ from .test_localsweep import _processes_with, point_key, wait_for
 from .test_run_path import localsweep, name_of
 
 
+@pytest.mark.slow  # ~22 s: the cell twice; tests/test_stack.py checks the same equality in-process
 def test_a_stacked_cell_gives_each_point_its_result_alone(wandb_env, tmp_path) -> None:
     # No batchnorm with adaptive steps: that pairing amplifies float32 rounding (a summation
     # order) to 1e-2 in two epochs, alone as well (tests/test_stack.py measures both).
