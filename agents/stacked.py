@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import train
+from sweepmap import keys
 from sweepmap.config import Config, ConfigError
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_USAGE, Outcome
 from sweepmap.record import Record
@@ -121,6 +122,9 @@ def _train_together(
                 for i, p, r in zip(where, points, runs, strict=True)}  # fmt: skip
     outcomes = {}
     for i, p, cfg, run, result in zip(where, points, cfgs, runs, results, strict=True):
+        # Said in every run's summary: a stack sums in another order than the run alone, and
+        # a chaotic run (lr 0.1 with rmsprop) ends elsewhere (README: Performance).
+        result.summary[keys.STACKED] = len(cfgs)
         train.conclude(cfg, run, result, n_params, start)
         outcomes[i] = train.end_run(run, p.record, train.outcome_of(result, run, p.claim))
     return outcomes

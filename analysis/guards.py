@@ -104,6 +104,13 @@ def apply_guards(study: Study, x: str, y: str, allow_mixed_budgets: bool = False
             f"WARNING sweep has early_terminate ({kind}): a stopped run is a smaller budget; "
             f"the epochs check catches it"
         )
+    if "stacked" in runs and runs["stacked"].notna().any():
+        n = int(runs["stacked"].notna().sum())
+        notes.append(
+            f"NOTE {n} of {len(runs)} runs trained stacked (localsweep --stack): each is its own "
+            "seed's run, summed in another float order; a chaotic cell's runs end elsewhere "
+            "than they would alone"
+        )
     n_counts = _replicates(study, x, y, notes)
     return Guarded(study, x, y, x_levels, y_levels, runs, cells, done, n_counts, notes, dropped)
 

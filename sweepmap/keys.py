@@ -21,6 +21,7 @@ RUNTIME: Final = "runtime"
 TRAIN_TIME: Final = "train_time"
 FAILURE: Final = "failure"
 STOPPED: Final = "stopped"  # why a scan's early_terminate rule stopped the run
+STACKED: Final = "stacked"  # k: trained as one of k runs in a stacked model (--stack)
 
 # What the final model got wrong on the validation split (lists, so the analysis' table of
 # scalars leaves them out). Positions index `load_dataset(name, split_seed).valid`, which

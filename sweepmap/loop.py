@@ -94,9 +94,16 @@ def fit(
         result.failure = str(err)
     except StopEarly as err:
         result.stopped = str(err)
+    return summarize(result, time.perf_counter() - start_all)
+
+
+def summarize(result: FitResult, train_time: float) -> FitResult:
+    """The run's summary as `fit` gives it (and the stacked path, sweepmap/stack.py): the last
+    epoch's metrics and bests, the epochs completed, the loop's time, what the final model got
+    wrong, and why it failed or stopped."""
     last = result.history[-1] if result.history else {}
     result.summary = {**last, keys.EPOCHS_COMPLETED: len(result.history)}
-    result.summary[keys.TRAIN_TIME] = time.perf_counter() - start_all
+    result.summary[keys.TRAIN_TIME] = train_time
     result.summary.update(result.errors)
     if result.failure:
         result.summary[keys.FAILURE] = result.failure

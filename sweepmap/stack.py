@@ -33,7 +33,7 @@ from models import build_model
 from sweepmap import keys
 from sweepmap.batches import train_batches
 from sweepmap.config import RNN_MODELS, Config
-from sweepmap.loop import EVAL_BATCH, FitResult, LogFn, errors_of
+from sweepmap.loop import EVAL_BATCH, FitResult, LogFn, errors_of, summarize
 from sweepmap.outcome import StopEarly
 from sweepmap.runtime import seed_everything
 from sweepmap.stack_model import StackedModel, row_losses, stack_batches
@@ -236,13 +236,5 @@ def _finish(run: _Run, start: float, now: float, valid: Split, n_classes: int) -
     result = run.result
     if result.failure is None and run.pred is not None:
         result.errors = errors_of(run.pred, valid.y, n_classes)
-    last = result.history[-1] if result.history else {}
-    result.summary = {**last, keys.EPOCHS_COMPLETED: len(result.history)}
-    # The stack's wall clock until this run left it: the runs shared it.
-    result.summary[keys.TRAIN_TIME] = (run.ended or now) - start
-    result.summary.update(result.errors)
-    if result.failure:
-        result.summary[keys.FAILURE] = result.failure
-    if result.stopped:
-        result.summary[keys.STOPPED] = result.stopped
-    return result
+    # train_time: the stack's wall clock until this run left it (the runs shared it).
+    return summarize(result, (run.ended or now) - start)

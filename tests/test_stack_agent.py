@@ -14,7 +14,7 @@ import pytest
 
 from localsweep.store import Store
 
-from .conftest import ROOT, write_sweep
+from .conftest import ROOT, run_py, write_sweep
 from .test_faults import resume_then_each_point_finished_once, wandb_finished_per_point
 from .test_localsweep import _processes_with, point_key, wait_for
 from .test_run_path import localsweep, name_of
@@ -24,7 +24,9 @@ from .test_run_path import localsweep, name_of
 def test_a_stacked_cell_gives_each_point_its_result_alone(wandb_env, tmp_path) -> None:
     # No batchnorm with adaptive steps: that pairing amplifies float32 rounding (a summation
     # order) to 1e-2 in two epochs, alone as well (tests/test_stack.py measures both).
-    cell = {"seed": [0, 1, 2], "lr": [0.01, 0.05], "epochs": 2, "dropout": 0.0}
+    # Two factors (the report needs them): lr, which a stack's runs may differ in, and
+    # momentum, which they may not: two stacks of 4.
+    cell = {"seed": [0, 1], "lr": [0.01, 0.05], "momentum": [0.0, 0.5], "epochs": 2, "dropout": 0.0}
     sweep = write_sweep(tmp_path / "cell.yaml", {**cell, "batchnorm": False, "optimizer": "sgd"})
     results = {}
     for how in ("alone", "stacked"):
@@ -33,7 +35,7 @@ def test_a_stacked_cell_gives_each_point_its_result_alone(wandb_env, tmp_path) -
         done = localsweep(args + (["--stack"] if how == "stacked" else []), wandb_env)
         assert done.returncode == 0, done.stdout + done.stderr
         runs = Store(store_dir).runs(name_of(sweep))
-        assert len(runs) == 6 and {r.state for r in runs} == {"finished"}
+        assert len(runs) == 8 and {r.state for r in runs} == {"finished"}
         results[how] = {point_key(r.config): r.summary for r in runs}
     assert results["alone"].keys() == results["stacked"].keys()
     for point, alone in results["alone"].items():
@@ -44,11 +46,16 @@ def test_a_stacked_cell_gives_each_point_its_result_alone(wandb_env, tmp_path) -
         assert stacked["epochs_completed"] == alone["epochs_completed"] == 2
     # Each stacked run is its own wandb run (offline files, exit record) and has its own record.
     on_wandb = wandb_finished_per_point(tmp_path / "stacked")
-    assert len(on_wandb) == 6 and set(on_wandb.values()) == {1}, on_wandb
+    assert sum(on_wandb.values()) == 8 and len(on_wandb) == 4, on_wandb  # keyed by seed, lr
     logs = tmp_path / "stacked" / "logs" / name_of(sweep)
-    assert len(list(logs.glob("*.jsonl"))) == 6
+    assert len(list(logs.glob("*.jsonl"))) == 8
     said = "".join(p.read_text() for p in logs.glob("*.log"))
-    assert "cnn on digits: 6 runs stacked" in said, said[-2000:]  # one stack, not a fallback
+    assert said.count("cnn on digits: 4 runs stacked") == 2, said[-2000:]  # not a fallback
+    # The report says which runs were stacked: they are not bit for bit the runs alone.
+    report = run_py(["-m", "analysis", "report", "--store", str(tmp_path / "stacked"), "--yaml",
+                     str(sweep), "--out", str(tmp_path / "report")], wandb_env)  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "NOTE 8 of 8 runs trained stacked (localsweep --stack)" in report.stdout
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ with their config and summary. `--attach` makes a sweep of exactly the finished 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from localsweep.store import Store
 from localsweep.sync import note_path, plan
 from tests.conftest import ROOT, write_sweep
 from tests.fakewandb import FakeWandb
+from tests.test_publish import read_run
 from tests.test_wandb_contract import isolated_env, train_env
 
 METRIC = "best/val/accuracy"
@@ -48,12 +48,7 @@ def localsweep(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 
 
 def read_back(env: dict[str, str], path: str, *sweep: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", READER, path, *sweep], env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-    return result
+    return read_run(path, env, READER, *sweep)
 
 
 def set_state(store: Path, run_id: str, state: str) -> None:
