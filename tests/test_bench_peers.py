@@ -69,7 +69,7 @@ def test_the_bench_fails_loudly_and_appends_nothing_when_results_disagree(
     off = dict(points)
     off[next(iter(off))] = _outcome(0.25, 1.0)
     arms = {"sweepmap": _arm("sweepmap", points, 12.0), "optuna": _arm("optuna", off, 15.0)}
-    monkeypatch.setattr(peers, "measure", lambda arm, sweep, agents: arms[arm])
+    monkeypatch.setattr(peers, "measure", lambda arm, sweep, agents, stack=0: arms[arm])
     monkeypatch.setattr(peers, "machine_facts", dict)  # its torch child costs seconds
     out = tmp_path / "results.md"
     assert peers.main(["--quick", "--out", str(out)]) == 1
