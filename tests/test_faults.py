@@ -115,6 +115,7 @@ def test_one_agent_killed_is_said_and_the_grid_still_finishes(wandb_env, tmp_pat
     assert store.run(victim.id).state == "crashed" and store.counts(name)["finished"] == 4
 
 
+@pytest.mark.slow  # ~15 s: a sweep, then the fault, then resume
 def test_a_corrupt_store_is_refused_and_repaired_from_the_runs_files(wandb_env, tmp_path):
     sweep = three_points(tmp_path, epochs=1)
     store_dir = tmp_path / "store"
@@ -178,6 +179,7 @@ def test_a_read_only_store_can_still_be_read(wandb_env, tmp_path) -> None:
         assert report.returncode == 0, report.stdout + report.stderr
 
 
+@pytest.mark.slow  # ~16 s: a sweep, then the fault, then resume
 def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_completes(wandb_env, tmp_path):
     sweep = write_sweep(tmp_path / "twelve.yaml", {"seed": list(range(12)), "epochs": 1})
     small = tmp_path / "small"
