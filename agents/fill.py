@@ -24,7 +24,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sweepmap.envfile import load_env_file
 from sweepmap.outcome import EXIT_USAGE
@@ -119,6 +119,16 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}"
 
 
+def _leave_now(code: int) -> NoReturn:
+    """Exit without waiting for wandb's service: after a request to a server that is not
+    there, its teardown at exit can hang for minutes ("the service process is busy", seen in
+    CI past 180 s) after the one line was said. Nothing of ours is pending; the service
+    process notices its parent is gone and ends."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str]) -> int:
     raw = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser("python -m agents fill", None, __doc__, formatter_class=raw)
@@ -140,7 +150,7 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     except Exception as err:  # no key, no network, unknown sweep: one line, not a traceback
         print(f"agents fill: {args.sweep}: {_one_line(err)}", file=sys.stderr)
-        return EXIT_USAGE
+        _leave_now(EXIT_USAGE)
     counts = {s: sum(r.state == s for r in runs) for s in sorted({r.state for r in runs})}
     print(f"agents fill: {args.sweep}: {grid_size(config)} points, runs by state {counts}; "
           f"{len(plan.holes)} without a finished or running run", flush=True)  # fmt: skip
