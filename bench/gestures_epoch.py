@@ -34,6 +34,7 @@ import tqdm
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from bench.report import append
 from data import Dataset, Split, load_dataset
 from models import build_model
 from models.rnn import RNN
@@ -225,10 +226,7 @@ def main() -> None:
     lines = report(traces, args.epochs)
     if course is None:
         lines.append("- course: not measured (mltrainer is not importable here).")
-    print("\n".join(lines))
-    if args.out is not None:
-        with args.out.open("a") as f:
-            f.write("\n".join(lines) + "\n")
+    append(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,15 @@ def publish(lines: Sequence[str], out: Path | None) -> None:
         out.write_text(text)
 
 
+def append(lines: Sequence[str], out: Path | None) -> None:
+    """Print a section and, with `out`, add it at the end of that markdown file."""
+    text = "\n".join(lines)
+    print(text)
+    if out is not None:
+        with out.open("a") as f:
+            f.write(text + "\n")
+
+
 def max_difference(measurements: Sequence[Measurement]) -> tuple[float, int]:
     """Largest |difference| in final val/accuracy of one grid point across measurements."""
     worst, compared = 0.0, 0

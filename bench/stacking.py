@@ -28,6 +28,7 @@ import torch
 import yaml
 
 from bench.facts import ROOT, machine_busy_s, machine_facts
+from bench.report import append
 from data import Dataset, DataUnavailable, load_dataset
 from models import build_model
 from sweepmap import keys
@@ -205,10 +206,7 @@ def main() -> None:
             "",
             *table(gru),
         ]
-    print("\n".join(lines))
-    if args.out is not None:
-        with args.out.open("a") as f:
-            f.write("\n".join(lines) + "\n")
+    append(lines, args.out)
 
 
 if __name__ == "__main__":
