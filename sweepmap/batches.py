@@ -71,3 +71,32 @@ def padded_steps(batches: list[Tensor], lengths: Tensor) -> tuple[int, int]:
     """(steps run, real steps) over an epoch of batches, each trimmed to its longest."""
     run = sum(len(b) * int(lengths[b].max()) for b in batches)
     return run, int(lengths.sum())
+
+
+# Rows per validation chunk. Images go in index order. Sequences are sorted by length and each
+# chunk is trimmed to its longest: on gestures' validation split (649 sequences of 10 to 51
+# steps, the default GRU, one thread) one padded batch took 61 ms, sorted chunks of 64, 128,
+# 256 and 520 rows 30, 27, 25 and 28 ms.
+EVAL_IMAGES = 1024
+EVAL_SEQUENCES = 256
+
+
+def eval_batches(
+    split: Split, lengths_cpu: Tensor | None, models: int = 1
+) -> tuple[list[tuple[Tensor, Tensor | None]], Tensor | None]:
+    """The validation pass's (x, lengths) chunks, and the permutation that puts the rows of
+    their outputs, concatenated, back in the split's order (None: they are in it already).
+
+    `models` evaluated at once (a stack) share one chunk's memory, so its rows are divided.
+    """
+    n, device = len(split), split.y.device
+    if lengths_cpu is None:
+        size = max(1, EVAL_IMAGES // models)
+        return [(split.x[i : i + size], None) for i in range(0, n, size)], None
+    size = max(1, EVAL_SEQUENCES // models)
+    order = torch.sort(lengths_cpu, stable=True).indices
+    chunks: list[tuple[Tensor, Tensor | None]] = []
+    for idx in order.split(size):
+        lengths = lengths_cpu[idx]
+        chunks.append((split.x[idx.to(device), : int(lengths.max())], lengths))
+    return chunks, torch.argsort(order).to(device)

@@ -21,12 +21,11 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from data import Dataset, Split
 from sweepmap import keys
-from sweepmap.batches import train_batches
+from sweepmap.batches import eval_batches, train_batches
 from sweepmap.config import Config
 from sweepmap.outcome import StopEarly
 
 LogFn = Callable[[dict[str, Any]], None]
-EVAL_BATCH = 1024
 # Misclassified positions kept per run: every one on digits and gestures (360 and 650
 # samples), a summary-sized share of a diverged fashion run's 10,000.
 MAX_MISCLASSIFIED = 1000
@@ -65,14 +64,6 @@ def make_scheduler(cfg: Config, opt: torch.optim.Optimizer) -> Any:
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, cfg.epochs // 3), gamma=0.1)
     return None
-
-
-def _batch(split: Split, idx: torch.Tensor, lengths_cpu: torch.Tensor | None) -> tuple[Any, ...]:
-    if lengths_cpu is None:
-        return split.x[idx], None, split.y[idx]
-    lengths = lengths_cpu[idx.cpu()]
-    # Trim the padding to this batch's longest sequence: less work for the RNN.
-    return split.x[idx, : int(lengths.max())], lengths, split.y[idx]
 
 
 def fit(
@@ -220,17 +211,18 @@ def evaluate(
     metrics: tuple[Any, ...],
     autocast: Any,
 ) -> float:
+    """The mean loss over the split; each metric updated once, with every row's logits in the
+    split's order (the chunks run in length order: sweepmap/batches.py)."""
     model.eval()
-    total = torch.zeros((), device=split.y.device)
-    for i in range(0, len(split), EVAL_BATCH):
-        idx = torch.arange(i, min(i + EVAL_BATCH, len(split)), device=split.y.device)
-        x, lengths, y = _batch(split, idx, lengths_cpu)
+    chunks, undo = eval_batches(split, lengths_cpu)
+    parts = []
+    for x, lengths in chunks:
         with autocast:
-            logits = model(x, lengths).float()
-        total += loss_fn(logits, y) * len(idx)
-        for metric in metrics:
-            metric.update(logits, y)
-    loss = float(total) / len(split)
+            parts.append(model(x, lengths).float())
+    logits = torch.cat(parts) if undo is None else torch.cat(parts)[undo]
+    loss = float(loss_fn(logits, split.y))
     if not math.isfinite(loss):
         raise NonFiniteLoss(f"val/loss is {loss}")
+    for metric in metrics:
+        metric.update(logits, split.y)
     return loss

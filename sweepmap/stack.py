@@ -31,9 +31,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from data import Dataset, Split
 from models import build_model
 from sweepmap import keys
-from sweepmap.batches import train_batches
+from sweepmap.batches import eval_batches, train_batches
 from sweepmap.config import RNN_MODELS, Config
-from sweepmap.loop import EVAL_BATCH, FitResult, LogFn, errors_of, summarize
+from sweepmap.loop import FitResult, LogFn, errors_of, summarize
 from sweepmap.outcome import StopEarly
 from sweepmap.runtime import seed_everything
 from sweepmap.stack_model import StackedModel, row_losses, stack_batches
@@ -171,10 +171,9 @@ def _end_epoch(
         if row in failed:
             run.result.failure = failed[row]
             continue
-        for chunk, y in zip(logits, _chunks(valid.y), strict=True):
-            run.acc.update(chunk[row], y)
-            run.f1.update(chunk[row], y)
-        run.pred = torch.cat([chunk[row].argmax(dim=1) for chunk in logits])
+        run.acc.update(logits[row], valid.y)
+        run.f1.update(logits[row], valid.y)
+        run.pred = logits[row].argmax(dim=1)
         metrics = {
             keys.EPOCH: epoch,
             keys.TRAIN_LOSS: totals[row] / len(data.train),
@@ -206,30 +205,19 @@ def _record(run: _Run, metrics: dict[str, Any], stack: StackedModel, row: int) -
         run.result.stopped = str(err)
 
 
-def _chunks(t: Tensor) -> list[Tensor]:
-    return [t[i : i + EVAL_BATCH] for i in range(0, len(t), EVAL_BATCH)]
-
-
 def _evaluate(
     stack: StackedModel, split: Split, lengths_cpu: Tensor | None
-) -> tuple[list[float], list[Tensor]]:
-    """Every run's val loss (as `loop.evaluate` sums it) and logits per EVAL_BATCH chunk."""
+) -> tuple[list[float], Tensor]:
+    """Every run's val loss (as `loop.evaluate`: the mean over the split) and logits
+    (k, N, classes) in the split's order, from the chunks `loop.evaluate` runs, each divided
+    among the k models."""
     stack.base.eval()
-    total: Tensor | None = None
-    chunks: list[Tensor] = []
-    for start in range(0, len(split), EVAL_BATCH):
-        idx = torch.arange(start, min(start + EVAL_BATCH, len(split)), device=split.y.device)
-        x, lengths, y = split.x[idx], None, split.y[idx]
-        if lengths_cpu is not None:  # trimmed to the chunk's longest, as `loop._batch`
-            lengths = lengths_cpu[idx.cpu()]
-            x = x[:, : int(lengths.max())]
-        with torch.no_grad():
-            logits = stack.forward(x, lengths, shared=True).float()  # (k, n, classes)
-        loss = row_losses(logits, y, None) * len(idx)  # (k,)
-        total = loss if total is None else total + loss
-        chunks.append(logits)
-    assert total is not None
-    return [t / len(split) for t in total.tolist()], chunks  # as `evaluate`: float / N
+    chunks, undo = eval_batches(split, lengths_cpu, models=len(stack))
+    with torch.no_grad():
+        logits = torch.cat([stack.forward(x, n, shared=True).float() for x, n in chunks], dim=1)
+    if undo is not None:
+        logits = logits[:, undo]
+    return row_losses(logits, split.y, None).tolist(), logits
 
 
 def _finish(run: _Run, start: float, now: float, valid: Split, n_classes: int) -> FitResult:

@@ -43,6 +43,10 @@ class StackedModel:
         self.params: dict[str, Tensor] = params
         self.buffers: dict[str, Tensor] = buffers
 
+    def __len__(self) -> int:
+        """The runs in the stack."""
+        return len(next(iter(self.params.values())))
+
     def select(self, rows: Sequence[int]) -> None:
         index = torch.tensor(list(rows), device=next(iter(self.params.values())).device)
         self.params = {k: v.detach()[index].requires_grad_() for k, v in self.params.items()}

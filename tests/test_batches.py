@@ -12,6 +12,7 @@ import torch
 
 from data import DataInfo, Dataset, Split
 from models import build_model
+from sweepmap import batches as batching
 from sweepmap import loop
 from sweepmap.batches import bucketed, padded_steps, train_batches
 from sweepmap.config import Config
@@ -84,8 +85,27 @@ def test_images_keep_the_plain_permutation() -> None:
     assert [b.tolist() for b in got] == [b.tolist() for b in order.split(16)]
 
 
+def test_validation_chunks_run_in_length_order_trimmed_and_divided_among_a_stack() -> None:
+    split = sequences(600, 30, seed=2)
+    assert split.lengths is not None
+    chunks, undo = batching.eval_batches(split, split.lengths, models=3)
+    assert undo is not None
+    sizes = [len(x) for x, _ in chunks]
+    assert max(sizes) == batching.EVAL_SEQUENCES // 3 and sum(sizes) == 600
+    lengths = torch.cat([n for _, n in chunks if n is not None])
+    assert lengths.tolist() == sorted(split.lengths.tolist())
+    assert all(n is not None and x.shape[1] == int(n.max()) for x, n in chunks)
+    # Concatenated and undone, the rows are the split's own.
+    rows = torch.cat([x[:, 0] for x, _ in chunks])[undo]
+    assert torch.equal(rows, split.x[:, 0])
+    images = Split(torch.randn(2500, 1, 2, 2), torch.zeros(2500, dtype=torch.long), None)
+    chunks, undo = batching.eval_batches(images, None)
+    assert undo is None and [len(x) for x, _ in chunks] == [1024, 1024, 452]
+
+
 def test_validation_does_not_depend_on_the_batching(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The same weights scored in one batch, in batches of 7, and with the rows reversed.
+    # The same weights scored in one chunk, in length-sorted chunks of 7, and with the rows
+    # reversed: the loss and the predictions, in the split's order, are the same.
     torch.manual_seed(0)
     valid = sequences(60, 30, seed=1)
     info = DataInfo.sequences("gestures", 4, valid.x)
@@ -93,7 +113,7 @@ def test_validation_does_not_depend_on_the_batching(monkeypatch: pytest.MonkeyPa
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def scored(split: Split, batch: int) -> tuple[float, list[int]]:
-        monkeypatch.setattr(loop, "EVAL_BATCH", batch)
+        monkeypatch.setattr(batching, "EVAL_SEQUENCES", batch)
         preds = loop._Predictions()
         loss = loop.evaluate(model, split, split.lengths, loss_fn, (preds,), nullcontext())
         return loss, preds.all().tolist()
