@@ -96,12 +96,14 @@ class InProcess:
             log_epoch = functools.partial(self._log_epoch, run.id)
             points.append(Point(run.config, me.init_kwargs(self.settings), log_epoch,
                                 Record(me.record_path), me.claim_path))  # fmt: skip
-        # The stack's output goes to its first run's log; the others' logs say where it is.
+        # The cell's output goes to its first run's log (trained stacked, or one at a time when
+        # run_stack falls back, which it says there); the others' logs say where it is.
         log = run_log(self.store.root, self.sweep, runs[0].id)
         log.parent.mkdir(parents=True, exist_ok=True)
         for run in runs[1:]:
             run_log(self.store.root, self.sweep, run.id).write_text(
-                f"stacked with {', '.join(r.id for r in runs)}: the stack's output is {log}\n"
+                f"claimed as one stack with {', '.join(r.id for r in runs)}: the output of all "
+                f"{len(runs)} is in {log}\n"
             )
         with log.open("a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             return run_stack(points)
