@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from localsweep.rows import StoreError
-from localsweep.store import DB_NAME, Store
+from localsweep.rows import DB_NAME, StoreError
+from localsweep.store import Store
 from sweepmap import keys
 from sweepmap.config import Config
 from sweepmap.sweepfile import SweepError, metric, read_sweep, sweep_name

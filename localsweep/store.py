@@ -10,122 +10,26 @@ its search modules import scipy.stats, ~0.5 s of every agent's start-up.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
+from localsweep.db import Database, faults
 from localsweep.reap import reap_dead
-from localsweep.rows import (
-    DB_NAME,
-    RERUN,
-    SCHEMA,
-    STATES,
-    Run,
-    StoreError,
-    Sweep,
-    corrupt_line,
-    point_key,
-    run_from_row,
-)
+from localsweep.rows import RERUN, STATES, Run, Sweep, point_key, run_from_row
 from sweepmap.sweepfile import is_scan, run_cap
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
-
-def _faults(method: Callable[P, T]) -> Callable[P, T]:
-    """SQLite's errors (a full disk, a read-only file, a corrupt page) as one StoreError line."""
-
-    @functools.wraps(method)
-    def wrapped(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return method(*args, **kwargs)
-        except (sqlite3.DatabaseError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            store = args[0]
-            assert isinstance(store, Store)
-            why = str(err).splitlines()[0] if str(err) else type(err).__name__
-            if any(w in why for w in ("full", "readonly", "read-only", "locked", "I/O")):
-                raise StoreError(f"{store.path}: cannot {method.__name__}: {why}") from None
-            # Anything else that a read or write finds in the file: damaged pages or rows.
-            raise StoreError(corrupt_line(store.path, why)) from None
-
-    return wrapped
-
-
-class Store:
-    """All reads and writes of the local store; one instance per process (or thread).
-
-    A store that cannot be written (a read-only folder or file system) opens read-only, so
-    `status` and `report` still work; a corrupt one is refused at open (`PRAGMA quick_check`).
-    """
-
-    def __init__(self, root: Path | str, create: bool = True) -> None:
-        self.root = Path(root)
-        self.path = self.root / DB_NAME
-        if not create and not self.path.is_file():
-            raise KeyError(
-                f"no store in {self.root} (no {DB_NAME}); `localsweep run FILE` makes one"
-            )
-        self.readonly = False
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.db = self._open()
-        except (sqlite3.OperationalError, OSError) as err:
-            if not self.path.is_file():
-                raise StoreError(f"{self.path}: cannot create the store: {err}") from None
-            self.db, self.readonly = self._open_readonly(), True
-        except sqlite3.DatabaseError as err:
-            raise StoreError(corrupt_line(self.path, str(err))) from None
-        self._check()
-
-    def _open(self) -> sqlite3.Connection:
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in claims).
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=30000")
-        # WAL + NORMAL: a commit survives a crashed process (not a power cut) without an fsync.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        return db
-
-    def _open_readonly(self) -> sqlite3.Connection:
-        # immutable: nothing can change it under us, and SQLite needs no -shm file it could
-        # not create on a read-only file system.
-        db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)
-        db.row_factory = sqlite3.Row
-        return db
-
-    def _check(self) -> None:
-        try:
-            rows = [r[0] for r in self.db.execute("PRAGMA quick_check").fetchall()]
-        except sqlite3.DatabaseError as err:
-            raise StoreError(corrupt_line(self.path, str(err))) from None
-        if rows != ["ok"]:
-            raise StoreError(corrupt_line(self.path, rows[0]))
-
-    def close(self) -> None:
-        self.db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+class Store(Database):
+    """All reads and writes of the local store; one instance per process (or thread)."""
 
     # sweeps
-    @_faults
+    @faults
     def create_sweep(
         self,
         name: str,
@@ -156,7 +60,7 @@ class Store:
         copy.write_text(yaml_text, encoding="utf-8")
         return made
 
-    @_faults
+    @faults
     def sweep(self, name: str) -> Sweep:
         row = self.db.execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
         if row is None:
@@ -164,34 +68,34 @@ class Store:
             raise KeyError(f"no sweep {name!r} in {self.path}; sweeps there: {known}")
         return Sweep(row["name"], row["yaml"], json.loads(row["config"]), row["created"])
 
-    @_faults
+    @faults
     def sweeps(self) -> list[Sweep]:
         rows = self.db.execute("SELECT name FROM sweeps ORDER BY created").fetchall()
         return [self.sweep(r["name"]) for r in rows]
 
     # runs
-    @_faults
+    @faults
     def runs(self, sweep: str) -> list[Run]:
         rows = self.db.execute(
             "SELECT * FROM runs WHERE sweep = ? ORDER BY created, id", (sweep,)
         ).fetchall()
         return [run_from_row(r) for r in rows]
 
-    @_faults
+    @faults
     def run(self, run_id: str) -> Run:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self.path}")
         return run_from_row(row)
 
-    @_faults
+    @faults
     def history(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT metrics FROM history WHERE run_id = ? ORDER BY step", (run_id,)
         ).fetchall()
         return [json.loads(r["metrics"]) for r in rows]
 
-    @_faults
+    @faults
     def counts(self, sweep: str) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
         rows = self.db.execute(
@@ -200,7 +104,7 @@ class Store:
         out.update({r["state"]: r["n"] for r in rows})
         return out
 
-    @_faults
+    @faults
     def points(self, sweep: str) -> list[dict[str, Any]]:
         """The sweep's grid, in the order the engine hands it out."""
         rows = self.db.execute(
@@ -208,7 +112,7 @@ class Store:
         ).fetchall()
         return [json.loads(r["config"]) for r in rows]
 
-    @_faults
+    @faults
     def stored(self, sweep: str) -> int:
         """Points stored: a grid's all, a scan's proposed so far."""
         row = self.db.execute("SELECT COUNT(*) FROM points WHERE sweep = ?", (sweep,)).fetchone()
@@ -245,7 +149,7 @@ class Store:
         }
         return [p for p in self.points(sweep) if point_key(p) not in taken]
 
-    @_faults
+    @faults
     def claim(
         self, sweep: str, run_id: str, retry_failed: bool = False, since: float | None = None
     ) -> Run | None:
@@ -266,7 +170,7 @@ class Store:
             )
         return self.run(run_id)
 
-    @_faults
+    @faults
     def claim_cell(
         self, sweep: str, run_ids: Sequence[str], differ: Sequence[str], retry_failed: bool = False,
         since: float | None = None,
@@ -318,7 +222,7 @@ class Store:
     # Every write to a claimed run is fenced: it holds only while the run is still pending or
     # running. An agent that was stopped past the heartbeat timeout and reaped cannot write
     # over what the point's new holder does (`finish` says whether the write held).
-    @_faults
+    @faults
     def start(self, run_id: str, log_path: str) -> None:
         now = time.time()
         self.db.execute(
@@ -327,14 +231,14 @@ class Store:
             (now, now, log_path, run_id),
         )
 
-    @_faults
+    @faults
     def heartbeat(self, run_id: str) -> None:
         self.db.execute(
             "UPDATE runs SET heartbeat = ? WHERE id = ? AND state IN ('pending', 'running')",
             (time.time(), run_id),
         )
 
-    @_faults
+    @faults
     def log_epoch(self, run_id: str, step: int, metrics: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO history SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs"
@@ -342,7 +246,7 @@ class Store:
             (run_id, step, json.dumps(metrics), run_id),
         )
 
-    @_faults
+    @faults
     def finish(
         self,
         run_id: str,
@@ -361,7 +265,7 @@ class Store:
         )
         return cur.rowcount == 1
 
-    @_faults
+    @faults
     def restore_run(
         self, run_id: str, sweep: str, config: dict[str, Any], state: str,
         summary: dict[str, Any], log: Path | None, created: float,
@@ -380,7 +284,7 @@ class Store:
                 [(run_id, int(m["epoch"]), json.dumps(m)) for m in history],
             )
 
-    @_faults
+    @faults
     def reap(self, sweep: str) -> list[str]:
         """Settle runs whose agent died; returns their ids."""
         with self._write() as db:
