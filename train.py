@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweepmap import keys
-from sweepmap.args import parse_args, read_param_file
+from sweepmap.args import cli_values
 from sweepmap.config import Config, ConfigError, field_docs
 from sweepmap.envfile import load_env_file
 from sweepmap.faults import crash_point
@@ -32,6 +32,7 @@ from sweepmap.outcome import (
     Outcome,
     StopEarly,
     interrupt_on,
+    one_line,
 )
 from sweepmap.record import CLAIM_ENV, STOP_ENV, Record, record_from_env
 
@@ -272,29 +273,6 @@ def differences(validated: Config, locked: Config) -> str:
     a, b = validated.to_dict(), locked.to_dict()
     diff = ", ".join(f"{k}: {a[k]!r} validated, {b[k]!r} in run.config" for k in a if a[k] != b[k])
     return f"run.config differs from the validated values ({diff})"
-
-
-def one_line(err: BaseException) -> str:
-    first = (str(err).strip().splitlines() or [""])[0]
-    return f"{type(err).__name__}: {first}" if first else type(err).__name__
-
-
-def cli_values(argv: Sequence[str], param_path: str | None) -> dict[str, Any]:
-    """The run's values from the command line and the agent's param file; where both give a
-    key they must agree (after coercion), or ConfigError says which says what."""
-    names = {*field_docs()}
-    args = parse_args(argv, names)
-    params = read_param_file(param_path) if param_path else {}
-    for key in args.keys() & params.keys():
-        given, filed = (
-            Config.from_mapping({key: v}).to_dict()[key] for v in (args[key], params[key])
-        )
-        if given != filed:
-            raise ConfigError(
-                f"{key}: the command line says {args[key]!r}, the param file "
-                f"(WANDB_SWEEP_PARAM_PATH={param_path}) says {params[key]!r}; they must agree"
-            )
-    return {**params, **args}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

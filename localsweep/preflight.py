@@ -15,6 +15,7 @@ from typing import Any
 
 from agents.contract import MACROS, render_command, unknown_macros, write_params
 from sweepmap import keys
+from sweepmap.args import cli_values
 from sweepmap.config import Config, ConfigError
 from sweepmap.envfile import PROJECT_ROOT
 from sweepmap.sweepfile import SweepError
@@ -72,8 +73,6 @@ def check_command(config: Mapping[str, Any], point: Mapping[str, Any], cwd: Path
         )
     if not runs_train_py(config, cwd):
         return
-    from train import cli_values
-
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "config.yaml"
         write_params(params, point)

@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from sweepmap.config import ConfigError
+from sweepmap.config import Config, ConfigError, field_docs
 
 
 def parse_args(argv: Sequence[str], names: Collection[str]) -> dict[str, Any]:
@@ -106,3 +106,21 @@ def read_param_file(path: str) -> dict[str, Any]:
         for k, v in raw.items()
         if k != "wandb_version"
     }
+
+
+def cli_values(argv: Sequence[str], param_path: str | None) -> dict[str, Any]:
+    """The run's values from the command line and the agent's param file; where both give a
+    key they must agree (after coercion), or ConfigError says which says what."""
+    names = {*field_docs()}
+    args = parse_args(argv, names)
+    params = read_param_file(param_path) if param_path else {}
+    for key in args.keys() & params.keys():
+        given, filed = (
+            Config.from_mapping({key: v}).to_dict()[key] for v in (args[key], params[key])
+        )
+        if given != filed:
+            raise ConfigError(
+                f"{key}: the command line says {args[key]!r}, the param file "
+                f"(WANDB_SWEEP_PARAM_PATH={param_path}) says {params[key]!r}; they must agree"
+            )
+    return {**params, **args}

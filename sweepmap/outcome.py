@@ -72,3 +72,8 @@ def interrupt_on(signals: Iterable[int] = (signal.SIGTERM,)) -> None:
 
     for s in signals:
         signal.signal(s, handler)
+
+
+def one_line(err: BaseException) -> str:
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__

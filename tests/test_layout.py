@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import train
 from agents import wandb_private
 from agents.contract import MACROS, render_command, unknown_macros, write_params
+from sweepmap.args import cli_values
 from sweepmap.config import Config, ConfigError
 
 from .conftest import ROOT
@@ -104,9 +104,9 @@ def test_train_py_reads_back_every_macro_wandb_renders(tmp_path, macro) -> None:
     rest = argv[argv.index("train.py") + 1 :]
     assert rest, argv
     # With the param file (as under an agent), and for most macros without it too.
-    assert Config.from_mapping(train.cli_values(rest, str(params))) == Config.from_mapping(POINT)
+    assert Config.from_mapping(cli_values(rest, str(params))) == Config.from_mapping(POINT)
     if macro != "args_no_boolean_flags":  # it omits False flags: only the param file has them
-        assert Config.from_mapping(train.cli_values(rest, None)) == Config.from_mapping(POINT)
+        assert Config.from_mapping(cli_values(rest, None)) == Config.from_mapping(POINT)
 
 
 def test_unknown_macros_are_named() -> None:
@@ -133,5 +133,5 @@ def test_bad_command_lines_and_param_files_are_one_line(tmp_path, argv, params, 
         path.write_text(params)
     given = str(path) if params is not None or not argv else None
     with pytest.raises(ConfigError) as err:
-        train.cli_values(argv, given)
+        cli_values(argv, given)
     assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)
