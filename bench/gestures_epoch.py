@@ -1,41 +1,44 @@
 """Seconds per epoch of the default gestures GRU (hidden 64, 2 layers, batch 32, Adam 1e-3),
-one torch thread, in one process, the variants taking turns within each round:
+one torch thread, in one invocation, the variants taking turns within each round:
 
 - before: sweepmap's loop as it was: packed GRU, random batches trimmed to their longest;
 - gathered: the last true step gathered from the padded run, random batches;
 - after: gathered, and length-bucketed batches (sweepmap/batches.py): today's `fit`;
 - course: the course's pipeline (mads_datasets' streamer with mltrainer's PaddedPreprocessor,
-  mltrainer's Trainer and GRUmodel), when mltrainer is importable (not a dependency).
+  mltrainer's Trainer and GRUmodel): bench/course_epoch.py, run by the python of the course's
+  own venv (bench/course.lock; mltrainer cannot share sweepmap's), one process per round.
 
-    python -m bench.gestures_epoch --epochs 20 --rounds 3 [--out bench/results.md]
+    make bench-gestures  # builds .venv-course, then:
+    python -m bench.gestures_epoch --epochs 20 --rounds 3 [--course-python PATH] [--out FILE]
 
 An epoch is its training steps and its validation pass. Round r trains every variant from
-seed r; before, gathered and after start from the same weights on the same split.
+seed r; before, gathered and after start from the same weights on the same split. The course's
+process times its own epochs: its start-up and data preparation are not in its seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import importlib
-import random
+import json
+import os
 import statistics
-import tempfile
+import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import torch
-import tqdm
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from bench.report import append
 from data import Dataset, Split, load_dataset
+from data.gestures import SOURCE
 from models import build_model
 from models.rnn import RNN
 from sweepmap import keys, loop
@@ -100,69 +103,62 @@ def sweepmap_run(variant: str, data: Dataset, seed: int, epochs: int) -> Trace:
     return trace
 
 
-class Course:
-    """The course's pipeline on its own split of the same zip (mads shuffles the files)."""
-
-    def __init__(self, zip_dir: Path) -> None:
-        from mads_datasets.factories import GesturesDatasetFactory
-        from mads_datasets.settings import gesturesdatasetsettings
-        from mltrainer.preprocessors import PaddedPreprocessor
-
-        from data.fetch import quiet_mads
-
-        factory = GesturesDatasetFactory(gesturesdatasetsettings, datadir=zip_dir)
-        with quiet_mads():
-            self.streamers = factory.create_datastreamer(
-                batchsize=32, preprocessor=PaddedPreprocessor()
-            )
-
-    def run(self, seed: int, epochs: int, logdir: Path) -> Trace:
-        from mltrainer import Trainer, TrainerSettings, metrics, rnn_models
-
-        random.seed(seed)
-        seed_everything(seed)
-        train, valid = self.streamers["train"], self.streamers["valid"]
-        config = rnn_models.ModelConfig(input_size=3, hidden_size=64, num_layers=2, output_size=20)
-        settings = TrainerSettings(
-            epochs=epochs,
-            metrics=[metrics.Accuracy()],
-            logdir=logdir,
-            train_steps=len(train),
-            valid_steps=len(valid),
-            reporttypes=[],
-            earlystop_kwargs=None,
-        )
-        trainer = Trainer(
-            model=rnn_models.GRUmodel(config),
-            settings=settings,
-            loss_fn=torch.nn.CrossEntropyLoss(),
-            optimizer=torch.optim.Adam,
-            traindataloader=train.stream(),
-            validdataloader=valid.stream(),
-            scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau,
-        )
-        trace = Trace([], [])
-        quiet = functools.partial(tqdm.tqdm, disable=True)  # no progress bar per epoch
-        with mock.patch("mltrainer.trainer.tqdm", quiet):
-            for _ in range(epochs):  # Trainer.loop's epoch, without its logging
-                start = time.perf_counter()
-                trainer.trainbatches()
-                scores, _ = trainer.evalbatches()
-                trace.seconds.append(time.perf_counter() - start)
-                trace.accuracy.append(float(scores["Accuracy"]))
-        return trace
+COURSE_SCRIPT = Path(__file__).with_name("course_epoch.py")
+COURSE_VENV_PYTHON = Path(__file__).resolve().parents[1] / ".venv-course" / "bin" / "python"
+HOW_TO_BUILD = "`make bench-gestures` builds .venv-course from bench/course.lock"
 
 
-def course_or_none(workdir: Path) -> Course | None:
-    try:
-        importlib.import_module("mltrainer")
-    except ImportError:
-        return None
-    from data.fetch import obtain
-    from data.gestures import SOURCE
+def find_course_python(
+    given: Path | None, environ: Mapping[str, str], default: Path = COURSE_VENV_PYTHON
+) -> Path | None:
+    """--course-python, else $SWEEPMAP_COURSE_PYTHON, else .venv-course's python if built."""
+    if given is not None:
+        return given
+    if environ.get("SWEEPMAP_COURSE_PYTHON"):
+        return Path(environ["SWEEPMAP_COURSE_PYTHON"])
+    return default if default.exists() else None
 
-    obtain(SOURCE, workdir)  # its own copy from SWEEPMAP_GESTURES_ZIP: mads edits the folder
-    return Course(workdir)
+
+def course_unavailable(python: Path | None, zip_path: str | None) -> str | None:
+    """Why the course cannot be measured here, as the report's line; None when it can."""
+    if python is None:
+        return f"- course: not measured (no course python: {HOW_TO_BUILD})."
+    if not python.exists():
+        return f"- course: not measured ({python} does not exist: {HOW_TO_BUILD})."
+    if not zip_path:
+        return "- course: not measured (it reads the zip itself: set SWEEPMAP_GESTURES_ZIP)."
+    return None
+
+
+def parse_course(stdout: str, epochs: int) -> Trace:
+    """bench/course_epoch.py's output: one JSON object per epoch, in order, nothing else."""
+    trace = Trace([], [])
+    for n, line in enumerate(stdout.splitlines(), start=1):
+        try:
+            epoch = json.loads(line)
+            if epoch["epoch"] != n:
+                raise ValueError
+            trace.seconds.append(float(epoch["seconds"]))
+            trace.accuracy.append(float(epoch["accuracy"]))
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"course: line {n} is not epoch {n}'s JSON: {line!r}") from None
+    if len(trace.seconds) != epochs:
+        raise ValueError(f"course: {len(trace.seconds)} epochs reported, {epochs} asked")
+    return trace
+
+
+def course_run(
+    python: Path, zip_path: str, seed: int, epochs: int, script: Path = COURSE_SCRIPT
+) -> Trace:
+    """One round of the course in its own process; its start-up and data preparation fall
+    outside the seconds, which it times per epoch itself."""
+    args = ["--zip", zip_path, "--seed", str(seed), "--epochs", str(epochs)]
+    command = [str(python), str(script), *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.splitlines()[-20:])
+        raise RuntimeError(f"course: {' '.join(command)} exited {done.returncode}:\n{tail}")
+    return parse_course(done.stdout, epochs)
 
 
 def spread(values: list[float], digits: int = 2) -> str:
@@ -205,27 +201,35 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, help="append the section to this markdown file")
+    parser.add_argument(
+        "--course-python",
+        type=Path,
+        help="the course venv's python (default $SWEEPMAP_COURSE_PYTHON, else .venv-course's)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     importlib.import_module("torch._dynamo")  # torch.optim's one-off import, out of epoch 1
     data = load_dataset("gestures")
-    with tempfile.TemporaryDirectory() as tmp:
-        course = course_or_none(Path(tmp))
-        names = [v for v in VARIANTS if v != "course" or course is not None]
-        traces: dict[str, list[Trace]] = {name: [] for name in names}
-        for seed in range(args.rounds):
-            for name in names:
-                if name == "course":
-                    assert course is not None
-                    trace = course.run(seed, args.epochs, Path(tmp))
-                else:
-                    trace = sweepmap_run(name, data, seed, args.epochs)
-                traces[name].append(trace)
-                print(f"round {seed} {name}: {spread(trace.seconds)} s/epoch, "
-                      f"accuracy {trace.accuracy[-1]:.3f}", flush=True)  # fmt: skip
+    python = find_course_python(args.course_python, os.environ)
+    zip_path = os.environ.get(SOURCE.env)
+    missing = course_unavailable(python, zip_path)
+    if missing:
+        print(missing.removeprefix("- "), flush=True)
+    names = [v for v in VARIANTS if v != "course" or missing is None]
+    traces: dict[str, list[Trace]] = {name: [] for name in names}
+    for seed in range(args.rounds):
+        for name in names:
+            if name == "course":
+                assert python is not None and zip_path
+                trace = course_run(python, zip_path, seed, args.epochs)
+            else:
+                trace = sweepmap_run(name, data, seed, args.epochs)
+            traces[name].append(trace)
+            print(f"round {seed} {name}: {spread(trace.seconds)} s/epoch, "
+                  f"accuracy {trace.accuracy[-1]:.3f}", flush=True)  # fmt: skip
     lines = report(traces, args.epochs)
-    if course is None:
-        lines.append("- course: not measured (mltrainer is not importable here).")
+    if missing:
+        lines.append(missing)
     append(lines, args.out)
 
 

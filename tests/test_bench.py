@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agents.warm import STEPS
-from bench import packing
+from bench import course_epoch, packing
 from bench.facts import startup_floor
+from bench.gestures_epoch import course_run, course_unavailable, find_course_python, parse_course
 from bench.report import fit_line, max_difference, report, scaling_section
 from bench.sweep_throughput import Measurement, bench_env, measure, median_run, smaller_grids
 from sweepmap.sweepfile import grid_size
-from tests.conftest import write_sweep
+from tests.conftest import ROOT, write_sweep
 
 
 def _m(mode: str, agents: int, wall: float, train: float, acc: dict[str, float]) -> Measurement:
@@ -145,3 +148,63 @@ def test_packing_refuses_bf16_without_a_gpu(capsys) -> None:
         packing.main(["--device", "cpu", "--bf16"])
     assert exit_info.value.code == 2
     assert "--bf16: bf16 autocast needs a GPU" in capsys.readouterr().err
+
+
+def test_the_course_script_imports_nothing_of_sweepmap() -> None:
+    """It runs in .venv-course, where only the course's packages are installed."""
+    tree = ast.parse((ROOT / "bench" / "course_epoch.py").read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}  # fmt: skip
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.module and not n.level}  # fmt: skip
+    course = {"torch", "tqdm", "numpy", "mads_datasets", "mltrainer", "__future__"}
+    assert imported - course - sys.stdlib_module_names == set()
+    assert {"torch", "mltrainer", "mads_datasets"} <= imported
+
+
+def test_the_parent_reads_what_the_course_script_writes() -> None:
+    lines = [course_epoch.record(1, 1.5, 0.25), course_epoch.record(2, 1.25, 0.5)]
+    trace = parse_course("\n".join(lines) + "\n", epochs=2)
+    assert trace.seconds == [1.5, 1.25] and trace.accuracy == [0.25, 0.5]
+    with pytest.raises(ValueError, match="2 epochs reported, 3 asked"):
+        parse_course("\n".join(lines), epochs=3)
+    with pytest.raises(ValueError, match="line 2 is not epoch 2's JSON: 'Logging to x'"):
+        parse_course(f"{lines[0]}\nLogging to x\n", epochs=2)
+    with pytest.raises(ValueError, match="line 1 is not epoch 1's JSON"):
+        parse_course(lines[1], epochs=1)
+
+
+def test_a_course_round_is_one_process_and_its_failure_says_why(tmp_path: Path) -> None:
+    # A stand-in for course_epoch.py, run by this interpreter instead of .venv-course's.
+    child = tmp_path / "child.py"
+    child.write_text(
+        "import json, sys\n"
+        "args = dict(zip(sys.argv[1::2], sys.argv[2::2]))\n"
+        "if args['--zip'] == 'bad.zip':\n"
+        "    sys.exit('bad.zip: md5 0, expected 1')\n"
+        "for e in range(1, int(args['--epochs']) + 1):\n"
+        "    print(json.dumps({'epoch': e, 'seconds': 0.5, 'accuracy': int(args['--seed'])}))\n"
+    )
+    python = Path(sys.executable)
+    trace = course_run(python, "g.zip", seed=1, epochs=3, script=child)
+    assert trace.seconds == [0.5] * 3 and trace.accuracy == [1.0] * 3
+    with pytest.raises(RuntimeError) as failed:
+        course_run(python, "bad.zip", seed=0, epochs=1, script=child)
+    assert str(failed.value).endswith("--epochs 1 exited 1:\nbad.zip: md5 0, expected 1")
+
+
+def test_without_a_course_python_the_course_is_left_out_in_one_line(tmp_path: Path) -> None:
+    built = tmp_path / "python"
+    assert find_course_python(None, {}, default=built) is None  # no .venv-course here
+    built.touch()
+    assert find_course_python(None, {}, default=built) == built
+    env = {"SWEEPMAP_COURSE_PYTHON": "/env/python"}
+    assert find_course_python(None, env, default=built) == Path("/env/python")
+    assert find_course_python(Path("/arg/python"), env, default=built) == Path("/arg/python")
+    assert course_unavailable(None, "g.zip") == (
+        "- course: not measured (no course python: `make bench-gestures` builds .venv-course "
+        "from bench/course.lock)."
+    )
+    assert "/nope/python does not exist" in str(course_unavailable(Path("/nope/python"), "z"))
+    assert "set SWEEPMAP_GESTURES_ZIP" in str(course_unavailable(built, None))
+    assert course_unavailable(built, "g.zip") is None
