@@ -9,7 +9,7 @@ STORE ?= .sweepmap
 GPU_SWEEP ?= sweeps/gestures_hidden_dropout.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-slow lint format bench bench-peers bench-gpu lock clean
+.PHONY: help install run test test-slow lint format bench bench-peers bench-gpu bench-gestures lock clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,19 @@ bench-peers: $(STAMP)  ## sweepmap (one at a time, and --stack 6) against Optuna
 bench-gpu: $(STAMP)  ## runs/min with 1, 2, 4, 8 agents on one GPU, fp32 and bf16 (gestures)
 	$(PY) -m bench.packing --sweep $(GPU_SWEEP) --agents 1,2,4,8 --runs 32 --bf16 \
 	  --device cuda --out bench/packing.md
+
+# The course's packages cannot share .venv (bench/course.in says why): their own venv.
+COURSE_VENV := .venv-course
+COURSE_STAMP := $(COURSE_VENV)/.installed-stamp
+
+$(COURSE_STAMP): bench/course.lock
+	@test -x $(COURSE_VENV)/bin/python || $(PYTHON) -m venv $(COURSE_VENV)
+	$(COURSE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/course.lock
+	@touch $(COURSE_STAMP)
+
+bench-gestures: $(STAMP) $(COURSE_STAMP)  ## s/epoch of the gestures GRU against the course's pipeline (set SWEEPMAP_GESTURES_ZIP)
+	SWEEPMAP_GESTURES_ZIP="$(SWEEPMAP_GESTURES_ZIP)" $(PY) -m bench.gestures_epoch --epochs 20 --rounds 3 \
+	  --course-python $(COURSE_VENV)/bin/python --out bench/results.md
 
 lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/pip-compile -q --extra dev --extra bench --strip-extras --no-emit-index-url \
