@@ -12,7 +12,7 @@ GPU_SWEEP ?= sweeps/gestures_hidden_dropout.yaml
 .PHONY: help install run test test-slow lint format bench bench-peers bench-gpu bench-gestures lock clean
 
 help:  ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,5 +69,5 @@ lock: $(STAMP)  ## re-resolve requirements.lock from pyproject.toml
 	  --no-emit-find-links --no-header --no-annotate -o requirements.lock pyproject.toml
 	sed -i 's/^torch==\(.*\)+cpu$$/torch==\1/' requirements.lock
 
-clean:  ## remove the venv, the local store and the reports
-	rm -rf $(VENV) $(STORE) reports wandb .pytest_cache .mypy_cache .ruff_cache
+clean:  ## remove the venvs, the local store and the reports
+	rm -rf $(VENV) .venv-course $(STORE) reports wandb .pytest_cache .mypy_cache .ruff_cache
