@@ -3,7 +3,8 @@ one torch thread, in one invocation, the variants taking turns within each round
 
 - before: sweepmap's loop as it was: packed GRU, random batches trimmed to their longest;
 - gathered: the last true step gathered from the padded run, random batches;
-- after: gathered, and length-bucketed batches (sweepmap/batches.py): today's `fit`;
+- bucketed: gathered, and length-bucketed batches (sweepmap/batches.py);
+- after: bucketed, and the GRU's backward written out (models/fastgru.py): today's `fit`;
 - course: the course's pipeline (mads_datasets' streamer with mltrainer's PaddedPreprocessor,
   mltrainer's Trainer and GRUmodel): bench/course_epoch.py, run by the python of the course's
   own venv (bench/course.lock; mltrainer cannot share sweepmap's), one process per round.
@@ -12,8 +13,9 @@ one torch thread, in one invocation, the variants taking turns within each round
     python -m bench.gestures_epoch --epochs 20 --rounds 3 [--course-python PATH] [--out FILE]
 
 An epoch is its training steps and its validation pass. Round r trains every variant from
-seed r; before, gathered and after start from the same weights on the same split. The course's
-process times its own epochs: its start-up and data preparation are not in its seconds.
+seed r; the sweepmap variants start from the same weights on the same split, and share today's
+validation pass and fused optimizer. The course's process times its own epochs: its start-up
+and data preparation are not in its seconds.
 """
 
 from __future__ import annotations
@@ -39,13 +41,13 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from bench.report import append
 from data import Dataset, Split, load_dataset
 from data.gestures import SOURCE
-from models import build_model
+from models import build_model, fastgru
 from models.rnn import RNN
 from sweepmap import keys, loop
 from sweepmap.config import Config
 from sweepmap.runtime import seed_everything
 
-VARIANTS = ("before", "gathered", "after", "course")
+VARIANTS = ("before", "gathered", "bucketed", "after", "course")
 
 
 @dataclass
@@ -90,6 +92,8 @@ def sweepmap_run(variant: str, data: Dataset, seed: int, epochs: int) -> Trace:
             stack.enter_context(mock.patch.object(model, "forward", packed_forward(model)))
         if variant in ("before", "gathered"):
             stack.enter_context(mock.patch.object(loop, "train_batches", random_batches))
+        if variant != "after":  # nn.GRU's own training pass
+            stack.enter_context(mock.patch.object(fastgru, "applies", lambda rnn, x: False))
         last = time.perf_counter()
 
         def log(metrics: dict[str, Any]) -> None:
