@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from sweepmap import keys
 from sweepmap.record import read_record
 
 from .conftest import ROOT, run_py
-from .wandb_offline import inspect_run, offline_run_dir
+from .wandb_offline import inspect_run, leet_inspect_cli, offline_run_dir
 
 
 def agent_run(tmp_path: Path, env: dict[str, str], point: dict, run_id: str, command=None):
@@ -51,7 +52,10 @@ def test_train_py_as_the_agent_starts_it(wandb_env, tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "epoch 1/2" in proc.stdout and "epoch 2/2" in proc.stdout
 
-    logged = inspect_run(offline_run_dir(tmp_path, "agentrun1"))
+    run_dir = offline_run_dir(tmp_path, "agentrun1")
+    logged = inspect_run(run_dir)
+    # inspect_run runs wandb-core as `wandb leet inspect` does: the command prints the same.
+    assert json.loads(leet_inspect_cli(run_dir, "--summary", "--json")) == logged
     assert logged["state"] == "finished"
     assert {k: logged["config"][k] for k in point} == point
     summary = logged["summary"]
