@@ -31,6 +31,22 @@ from tests.fakewandb import FakeWandb
 VENV_BIN = Path(sys.executable).parent  # the agent runs `python` from PATH: this one first
 TRAIN = ROOT / "train.py"
 WANDB_CLI = [sys.executable, "-m", "wandb"]
+# `wandb agent` itself, as `python -m wandb agent` runs it, but with its run loop's idle wait
+# (wandb_agent.Agent.POLL_INTERVAL, 5 s between two looks at its runs and two heartbeats) at
+# 0.5 s: the same client code, train.py as its subprocess and the same requests to the fake,
+# without the ~10 s that two runs spent idling (agents/wandb_private.py shortens the in-process
+# agent's heartbeat the same way).
+AGENT_POLL_S = 0.5
+WANDB_AGENT = [
+    sys.executable,
+    "-c",
+    "from wandb import wandb_agent\n"
+    "assert wandb_agent.Agent.POLL_INTERVAL == 5, 'wandb changed its agent loop'\n"
+    f"wandb_agent.Agent.POLL_INTERVAL = {AGENT_POLL_S}\n"
+    "from wandb.cli import cli\n"
+    "cli.cli(prog_name='python -m wandb')\n",
+    "agent",
+]
 IN_PROCESS = [sys.executable, "-m", "agents"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -140,9 +156,10 @@ def run_sweep_cli(
 ) -> SweepOutcome:
     """`wandb sweep` a grid over `parameters`, then `wandb agent --count N` it, both real CLIs.
 
-    The agent runs with cwd=workdir; `count` defaults to the grid size. With `inprocess` the
-    agent is `python -m agents --inprocess` instead: the same runs in the backend,
-    made in one process (a few seconds instead of ~12 s per run). See create_sweep_cli.
+    The agent (WANDB_AGENT: its idle wait shortened) runs with cwd=workdir; `count` defaults to
+    the grid size. With `inprocess` the agent is `python -m agents --inprocess` instead: the
+    same runs in the backend, made in one process (a few seconds instead of ~7 s per run). See
+    create_sweep_cli.
     """
     made = create_sweep_cli(
         fake, workdir, parameters, program,
@@ -150,7 +167,7 @@ def run_sweep_cli(
     )  # fmt: skip
     n = count if count is not None else len(fake_grid(parameters))
     path = f"{made.path}/{made.sweep_id}"
-    argv = [*WANDB_CLI, "agent", "--count", str(n), path]
+    argv = [*WANDB_AGENT, "--count", str(n), path]
     if inprocess:
         argv = [*IN_PROCESS, path, "--inprocess", "--count", str(n), "--heartbeat", "1"]
     agent = subprocess.run(
