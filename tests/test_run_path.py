@@ -61,8 +61,8 @@ def test_a_signal_to_the_runner_alone_stops_its_agents(wandb_env, tmp_path, sign
     os.kill(runner.pid, signum)  # the runner alone, not its group: a scheduler's stop
     out, _ = runner.communicate(timeout=30)
     assert runner.returncode == 128 + signum, out
-    time.sleep(5)
-    assert not _processes_with(str(store_dir), "cmdline"), "agents left training"
+    # As long as the 5 s this waited before; it ends as soon as the agents are gone.
+    wait_for(lambda: not _processes_with(str(store_dir), "cmdline"), 5, "agents left training")
     counts = store.counts(name)
     assert counts["crashed"] == 2 and counts["running"] == counts["pending"] == 0, counts
     assert f"resume with: python -m localsweep run {sweep}" in out
