@@ -14,20 +14,34 @@ ROOT = Path(__file__).resolve().parents[1]
 GESTURES_ZIP = ROOT.parent / "shared" / "data" / "gestures-dataset.zip"
 
 
+# A wandb agent's variables, which must not leak from the environment the tests run in.
+UNSET = ("WANDB_API_KEY", "WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
+
+
+def offline_vars(root: Path) -> dict[str, str]:
+    """The variables under which wandb runs offline and writes only under root."""
+    return {
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(root),
+        "WANDB_CONFIG_DIR": str(root / ".config" / "wandb"),
+        "WANDB_CACHE_DIR": str(root / ".cache" / "wandb"),
+        "WANDB_DATA_DIR": str(root / ".cache" / "wandb-data"),
+        "WANDB_SILENT": "true",
+        "SWEEPMAP_DATA_DIR": str(root / "data-cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def offline_env(root: Path) -> dict[str, str]:
+    """What wandb_env returns, for processes that a module-scoped fixture starts."""
+    return {k: v for k, v in os.environ.items() if k not in UNSET} | offline_vars(root)
+
+
 @pytest.fixture
 def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """An environment in which wandb runs offline and writes only under tmp_path."""
-    env = {
-        "WANDB_MODE": "offline",
-        "WANDB_DIR": str(tmp_path),
-        "WANDB_CONFIG_DIR": str(tmp_path / ".config" / "wandb"),
-        "WANDB_CACHE_DIR": str(tmp_path / ".cache" / "wandb"),
-        "WANDB_DATA_DIR": str(tmp_path / ".cache" / "wandb-data"),
-        "WANDB_SILENT": "true",
-        "SWEEPMAP_DATA_DIR": str(tmp_path / "data-cache"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for key in ("WANDB_API_KEY", "WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH"):
+    env = offline_vars(tmp_path)
+    for key in UNSET:
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
