@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -112,23 +114,43 @@ def assert_finished_once(runs: list[FakeRun], points: list[dict[str, Any]]) -> N
         assert r.summary[keys.BEST_VAL_ACCURACY] >= r.summary[keys.VAL_ACCURACY] > 0.1
 
 
-def test_inprocess_agent_runs_each_point_once(tmp_path: Path) -> None:
-    parameters = {"lr": {"values": [1.0e-3, 1.0e-2]}, **ONE_EPOCH}
+Ran = tuple[FakeWandb, SweepOutcome, subprocess.CompletedProcess]
+GOOD = {"lr": {"values": [1.0e-3, 1.0e-2]}, **ONE_EPOCH}
+BAD = {"lr": {"values": [-1.0, 1.0e-3]}, **ONE_EPOCH}
+
+
+def sweep_and_inprocess_agent(folder: Path, parameters: dict[str, Any]) -> Ran:
+    """`wandb sweep` a grid into a fake of its own, then `python -m agents --inprocess
+    --count 2` it; the fake's records stay readable once it has stopped."""
     with FakeWandb() as fake:
-        sweep = create_sweep_cli(fake, tmp_path, parameters, TRAIN, extra_env=train_env(tmp_path))
+        sweep = create_sweep_cli(fake, folder, parameters, TRAIN, extra_env=train_env(folder))
         done = agents(sweep, "--inprocess", "--count", "2", "--heartbeat", "1")
+    return fake, sweep, done
+
+
+@pytest.fixture(scope="module")
+def inprocess_sweeps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Ran]]]:
+    """The good and the bad grid of the two tests below, each with its own fake and folder, run
+    at the same time: an agent trains on one thread, so on 2 cores both take about as long as
+    one. Each test waits for its own."""
+    with ThreadPoolExecutor(2) as pool:
+        yield {
+            name: pool.submit(sweep_and_inprocess_agent, tmp_path_factory.mktemp(name), grid)
+            for name, grid in (("good", GOOD), ("bad", BAD))
+        }
+
+
+def test_inprocess_agent_runs_each_point_once(inprocess_sweeps: dict[str, Future[Ran]]) -> None:
+    fake, sweep, done = inprocess_sweeps["good"].result()
     assert done.returncode == 0, done.stdout + done.stderr
     assert fake.unknown == [], fake.unknown
-    assert_finished_once(fake.sweep_runs(sweep.sweep_id), fake_grid(parameters))
+    assert_finished_once(fake.sweep_runs(sweep.sweep_id), fake_grid(GOOD))
     # One process trained both: its stdout holds both runs' epochs.
     assert done.stdout.count("epoch 1/1") == 2
 
 
-def test_bad_value_is_one_line_and_no_run(tmp_path: Path) -> None:
-    parameters = {"lr": {"values": [-1.0, 1.0e-3]}, **ONE_EPOCH}
-    with FakeWandb() as fake:
-        sweep = create_sweep_cli(fake, tmp_path, parameters, TRAIN, extra_env=train_env(tmp_path))
-        done = agents(sweep, "--inprocess", "--count", "2", "--heartbeat", "1")
+def test_bad_value_is_one_line_and_no_run(inprocess_sweeps: dict[str, Future[Ran]]) -> None:
+    fake, sweep, done = inprocess_sweeps["bad"].result()
     out = ANSI.sub("", done.stderr)
     assert done.returncode == 2, done.stdout + out  # a config error, as train.py's exit code
     lines = [line for line in out.splitlines() if "lr=-1.0" in line]
