@@ -1,6 +1,8 @@
 """One path from a grid point to a run: sweeps that fail loudly and never substitute.
 
-Everything here runs `python -m localsweep` as a real process, as a user would.
+Everything here runs `python -m localsweep` as a real process, as a user would. The tests
+that only look at what a sweep left get it from the `ran` fixture, which runs those sweeps two
+at a time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +24,7 @@ import yaml
 from localsweep.store import Store
 from sweepmap.sweepfile import read_sweep, sweep_name
 
-from .conftest import ROOT, run_py, write_sweep
+from .conftest import ROOT, offline_env, run_py, write_sweep
 from .test_localsweep import _processes_with, start, wait_for
 
 
@@ -49,6 +55,51 @@ def two_running(sweep: Path, store_dir: Path, env: dict[str, str]):
 def pid_of(store: Store, run_id: str) -> int:
     """The agent that holds a run."""
     return int(store.db.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+
+
+# -- sweeps that a test only looks at, run two at a time ------------------------------------
+# Each is what its test ran itself before: real `localsweep` processes (two where the test
+# runs it again), in a folder of its own with its own offline wandb. An agent trains on one
+# thread and its runner mostly waits, so on 2 cores two of these take little more than one.
+# The tests that time something (a signal, the missing data, a killed runner) run alone.
+Sweep = Callable[[Path, dict[str, str]], Any]
+SWEEPS: dict[str, Sweep] = {}  # the test's name -> what it runs
+
+
+def sweep_for(test: str) -> Callable[[Sweep], Sweep]:
+    def register(fn: Sweep) -> Sweep:
+        SWEEPS[test] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class Ran:
+    folder: Path  # the sweep's folder: its tmp_path
+    future: Future[Any]
+
+    def result(self) -> Any:
+        """What the sweep's function returned; what it raised, raised here."""
+        return self.future.result()
+
+
+@pytest.fixture(scope="module")
+def ran(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Ran]]:
+    """SWEEPS of this module's tests that are to run, two at a time; all ended on return."""
+    here = request.module
+    wanted = {i.originalname for i in request.session.items if isinstance(i, pytest.Function)
+              and i.module is here}  # fmt: skip
+    with ThreadPoolExecutor(2) as pool:
+        out: dict[str, Ran] = {}
+        for test, fn in SWEEPS.items():
+            if test in wanted:
+                folder = tmp_path_factory.mktemp(test.removeprefix("test_")[:30])
+                out[test] = Ran(folder, pool.submit(fn, folder, offline_env(folder)))
+        wait([r.future for r in out.values()])
+        yield out
 
 
 @pytest.mark.parametrize(
@@ -86,46 +137,66 @@ def test_a_sweep_whose_data_is_missing_stops_at_once(wandb_env, tmp_path) -> Non
     assert not (store_dir / "wandb").exists() and not (tmp_path / "nothing").exists()
 
 
-def test_another_program_really_runs(wandb_env, tmp_path) -> None:
+@sweep_for("test_another_program_really_runs")
+def another_program(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     (tmp_path / "mine.py").write_text(
         "import os, sys\n"
         "open(os.environ['WANDB_RUN_ID'] + '.ran', 'w').write(' '.join(sys.argv[1:]))\n"
     )
     sweep = write_sweep(tmp_path / "m.yaml", {"lr": [1.0e-3, 1.0e-2]}, program="mine.py")
-    proc = localsweep(["run", str(sweep), "--store", "store"], wandb_env, cwd=tmp_path)
+    return localsweep(["run", str(sweep), "--store", "store"], env, cwd=tmp_path)
+
+
+def test_another_program_really_runs(ran: dict[str, Ran]) -> None:
+    this = ran["test_another_program_really_runs"]
+    tmp_path, proc = this.folder, this.result()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "mode process (the sweep's program is mine.py" in proc.stdout
-    ran = sorted(p.read_text() for p in tmp_path.glob("*.ran"))
-    assert ran == ["--lr=0.001", "--lr=0.01"]
+    argv = sorted(p.read_text() for p in tmp_path.glob("*.ran"))
+    assert argv == ["--lr=0.001", "--lr=0.01"]
 
 
-def test_a_missing_program_is_refused(wandb_env, tmp_path) -> None:
+@sweep_for("test_a_missing_program_is_refused")
+def missing_program(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     sweep = write_sweep(tmp_path / "m.yaml", {"lr": [1.0e-3, 1.0e-2]}, program="my_train.py")
-    proc = localsweep(["run", str(sweep), "--store", "store"], wandb_env, cwd=tmp_path)
+    return localsweep(["run", str(sweep), "--store", "store"], env, cwd=tmp_path)
+
+
+def test_a_missing_program_is_refused(ran: dict[str, Ran]) -> None:
+    this = ran["test_a_missing_program_is_refused"]
+    tmp_path, proc = this.folder, this.result()
     assert proc.returncode == 2 and "program: my_train.py: no such file" in proc.stderr
     assert not (tmp_path / "store").exists()
 
 
-def test_failures_show_as_they_happen_and_the_exit_code_says_so(wandb_env, tmp_path) -> None:
+@sweep_for("test_failures_show_as_they_happen_and_the_exit_code_says_so")
+def failures(tmp_path: Path, env: dict[str, str]) -> tuple[Any, ...]:
+    """The first run, its runs as it left them, and the run again."""
     sweep = write_sweep(
         tmp_path / "nan.yaml",
         {"lr": 1.0e10, "optimizer": "sgd", "batchnorm": False, "seed": [0, 1], "epochs": 2},
     )
     store_dir = tmp_path / "store"
-    proc = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env)
+    proc = localsweep(["run", str(sweep), "--store", str(store_dir)], env)
+    runs = Store(store_dir).runs(name_of(sweep)) if store_dir.exists() else []
+    again = localsweep(["run", str(sweep), "--store", str(store_dir)], env)
+    return proc, runs, again
+
+
+def test_failures_show_as_they_happen_and_the_exit_code_says_so(ran: dict[str, Ran]) -> None:
+    proc, runs, again = ran["test_failures_show_as_they_happen_and_the_exit_code_says_so"].result()
     assert proc.returncode == 1, proc.stdout
-    runs = Store(store_dir).runs(name_of(sweep))
     assert [r.state for r in runs] == ["failed", "failed"]
     for run in runs:  # one line each: state, run id, grid point, reason, log
         line = next(ln for ln in proc.stdout.splitlines() if run.id in ln and "failed:" in ln)
         assert "seed=" in line and "loss is" in line and str(run.log_path) in line
-    again = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env)
     assert again.returncode == 1 and "--retry-failed" in again.stdout
 
 
-def test_an_environment_failure_runs_again_and_an_own_failure_does_not(wandb_env, tmp_path):
-    """A program that cannot import a module is the environment's fault: the next plain run
-    tries again. One that raises on its own stays failed until --retry-failed."""
+@sweep_for("test_an_environment_failure_runs_again_and_an_own_failure_does_not")
+def env_and_own_failure(tmp_path: Path, env: dict[str, str]) -> tuple[Any, ...]:
+    """The first run, the states it left, the second run once the module is there, the
+    points finished then."""
     (tmp_path / "prog.py").write_text(
         "import sys\n"
         "if '--kind=env' in sys.argv:\n    import helper_not_yet_there\n"
@@ -133,15 +204,23 @@ def test_an_environment_failure_runs_again_and_an_own_failure_does_not(wandb_env
     )
     sweep = write_sweep(tmp_path / "p.yaml", {"kind": ["env", "own"]}, program="prog.py")
     store_dir = tmp_path / "store"
-    first = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env, cwd=tmp_path)
-    assert first.returncode == 1
+    first = localsweep(["run", str(sweep), "--store", str(store_dir)], env, cwd=tmp_path)
     store = Store(store_dir)
     states = {r.config["kind"]: r.state for r in store.runs(name_of(sweep))}
-    assert states == {"env": "error", "own": "failed"}, first.stdout
     (tmp_path / "helper_not_yet_there.py").write_text("")
-    second = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env, cwd=tmp_path)
-    assert second.returncode == 1  # "own" still failed
+    second = localsweep(["run", str(sweep), "--store", str(store_dir)], env, cwd=tmp_path)
     finished = [r.config["kind"] for r in store.runs(name_of(sweep)) if r.state == "finished"]
+    return first, states, second, finished
+
+
+def test_an_environment_failure_runs_again_and_an_own_failure_does_not(ran: dict[str, Ran]):
+    """A program that cannot import a module is the environment's fault: the next plain run
+    tries again. One that raises on its own stays failed until --retry-failed."""
+    this = ran["test_an_environment_failure_runs_again_and_an_own_failure_does_not"]
+    first, states, second, finished = this.result()
+    assert first.returncode == 1
+    assert states == {"env": "error", "own": "failed"}, first.stdout
+    assert second.returncode == 1  # "own" still failed
     assert finished == ["env"]
 
 
@@ -151,46 +230,57 @@ def test_status_of_a_folder_with_no_store_creates_nothing(wandb_env, tmp_path) -
     assert not (tmp_path / "none").exists()
 
 
-@pytest.mark.parametrize(
-    ("extra", "params", "needle"),
-    [
-        ({"command": ["${env}", "${interpreter}", "${program}", "${argz}"]}, {}, "${argz}"),
-        ({"metric": {"name": "val/acuracy", "goal": "maximize"}}, {}, "did you mean val/accuracy"),
-        ({"early_terminate": {"type": "hyperband", "min_iter": 1}}, {}, "one budget"),
-        ({"method": "random"}, {}, "run_cap: missing; a random scan proposes"),
-        ({}, {"opt": "nested"}, "use flat keys"),
-        ({}, {"seed": [0, 0, 1]}, "0 is listed twice"),
-        (
-            {},
-            {f"p{i}": list(range(10)) for i in range(6)},
-            "2,000,000 grid points; at most 10,000",
-        ),
-    ],
-)
-def test_sweep_keys_are_honoured_or_refused_in_one_line(
-    wandb_env, tmp_path, extra, params, needle
-) -> None:
-    sweep = write_sweep(tmp_path / "x.yaml", {"seed": [0, 1], **params}, **extra)
-    if "opt" in params:
-        edit(sweep, {"opt": {"parameters": {"lr": {"value": 0.1}}}})
-    proc = localsweep(["create", str(sweep), "--store", str(tmp_path / "s")], wandb_env)
+KEY_CASES: list[tuple[dict[str, Any], dict[str, Any], str]] = [
+    ({"command": ["${env}", "${interpreter}", "${program}", "${argz}"]}, {}, "${argz}"),
+    ({"metric": {"name": "val/acuracy", "goal": "maximize"}}, {}, "did you mean val/accuracy"),
+    ({"early_terminate": {"type": "hyperband", "min_iter": 1}}, {}, "one budget"),
+    ({"method": "random"}, {}, "run_cap: missing; a random scan proposes"),
+    ({}, {"opt": "nested"}, "use flat keys"),
+    ({}, {"seed": [0, 0, 1]}, "0 is listed twice"),
+    ({}, {f"p{i}": list(range(10)) for i in range(6)}, "2,000,000 grid points; at most 10,000"),
+]
+
+
+@sweep_for("test_sweep_keys_are_honoured_or_refused_in_one_line")
+def sweep_keys(tmp_path: Path, env: dict[str, str]) -> dict[str, tuple[Path, Any]]:
+    """`localsweep create` of each case, each in a folder of its own: {needle: (folder, proc)}."""
+    out = {}
+    for i, (extra, params, needle) in enumerate(KEY_CASES):
+        (folder := tmp_path / str(i)).mkdir()
+        sweep = write_sweep(folder / "x.yaml", {"seed": [0, 1], **params}, **extra)
+        if "opt" in params:
+            edit(sweep, {"opt": {"parameters": {"lr": {"value": 0.1}}}})
+        out[needle] = folder, localsweep(["create", str(sweep), "--store", str(folder / "s")], env)
+    return out
+
+
+@pytest.mark.parametrize(("extra", "params", "needle"), KEY_CASES)
+def test_sweep_keys_are_honoured_or_refused_in_one_line(ran, extra, params, needle) -> None:
+    tmp_path, proc = ran["test_sweep_keys_are_honoured_or_refused_in_one_line"].result()[needle]
     assert proc.returncode == 2, proc.stdout + proc.stderr
     line = proc.stderr.strip()
     assert needle in line and "\n" not in line and "Traceback" not in line, line
     assert not (tmp_path / "s").exists()
 
 
-def test_create_shows_the_axes_the_cap_the_name_and_earlier_versions(wandb_env, tmp_path):
+@sweep_for("test_create_shows_the_axes_the_cap_the_name_and_earlier_versions")
+def create_twice(tmp_path: Path, env: dict[str, str]) -> tuple[Any, Any]:
+    """`localsweep create` of a file, then of the file edited."""
     sweep = write_sweep(tmp_path / "q.yaml", {"seed": [0, 1]}, name="dropout study", run_cap=5)
     edit(sweep, {"dropout": {"distribution": "q_uniform", "min": 0.0, "max": 0.3, "q": 0.1}})
     text = sweep.read_text()
     store = str(tmp_path / "s")
-    proc = localsweep(["create", str(sweep), "--store", store], wandb_env)
+    proc = localsweep(["create", str(sweep), "--store", store], env)
+    sweep.write_text(text.replace("run_cap: 5", "run_cap: 6"))
+    edited = localsweep(["create", str(sweep), "--store", store], env)
+    return proc, edited
+
+
+def test_create_shows_the_axes_the_cap_the_name_and_earlier_versions(ran: dict[str, Ran]):
+    proc, edited = ran["test_create_shows_the_axes_the_cap_the_name_and_earlier_versions"].result()
     assert proc.returncode == 0, proc.stderr
     assert "dropout (q_uniform): 0.0, 0.1, 0.2" in proc.stdout  # 0.3 is the engine's dropped max
     assert "created sweep dropout_study-" in proc.stdout and "5 runs (run_cap 5)" in proc.stdout
-    sweep.write_text(text.replace("run_cap: 5", "run_cap: 6"))
-    edited = localsweep(["create", str(sweep), "--store", store], wandb_env)
     assert "an earlier version of this file is sweep dropout_study-" in edited.stdout
     assert "(0/5 finished)" in edited.stdout
 
@@ -209,13 +299,23 @@ def test_the_runner_leaves_no_agent_when_it_is_killed(wandb_env, tmp_path) -> No
     wait_for(lambda: not _processes_with(str(store_dir), "cmdline"), 10, "the agent to die")
 
 
-def test_what_the_machine_cannot_do_is_refused_for_the_sweep(wandb_env, tmp_path) -> None:
+@sweep_for("test_what_the_machine_cannot_do_is_refused_for_the_sweep")
+def bf16_sweep(tmp_path: Path, env: dict[str, str]) -> tuple[Any, Any] | None:
+    """The run and the runs it left; None on a machine with a GPU."""
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU: bf16 is allowed here")
+        return None
     sweep = write_sweep(tmp_path / "bf.yaml", {"seed": [0, 1], "bf16": [False, True], "epochs": 1})
     store_dir = tmp_path / "store"
-    proc = localsweep(["run", str(sweep), "--store", str(store_dir)], wandb_env)
+    proc = localsweep(["run", str(sweep), "--store", str(store_dir)], env)
+    return proc, Store(store_dir).runs(name_of(sweep))
+
+
+def test_what_the_machine_cannot_do_is_refused_for_the_sweep(ran: dict[str, Ran]) -> None:
+    got = ran["test_what_the_machine_cannot_do_is_refused_for_the_sweep"].result()
+    if got is None:
+        pytest.skip("this machine has a GPU: bf16 is allowed here")
+    proc, runs = got
     assert proc.returncode == 2 and "bf16=True: needs a CUDA GPU" in proc.stderr, proc.stderr
-    assert Store(store_dir).runs(name_of(sweep)) == []
+    assert runs == []
