@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -71,3 +75,54 @@ def write_sweep(path: Path, parameters: dict, **extra) -> Path:
     config.setdefault("metric", {"name": "val/accuracy", "goal": "maximize"})
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+Work = Callable[[Path], Any]
+
+
+@dataclass
+class Ran:
+    folder: Path  # the folder the work ran in: its test's tmp_path
+    future: Future[Any]
+
+    def result(self) -> Any:
+        """What the work returned; what it raised, raised here."""
+        return self.future.result()
+
+
+class TwoAtATime:
+    """The processes that some of a module's tests only look at the outcome of, run two at a time.
+
+    Each test's work is a function of a folder of its own (`@TWO.of("test_name")`) that runs
+    real processes there, as the test itself did before, with their own offline wandb
+    (offline_env) or fake. A module-scoped fixture returns `TWO.run(request, tmp_path_factory)`:
+    the work of this module's tests that are to run, in the order it was defined (longest
+    first, where it matters), two at a time, all of it ended. A training process uses one
+    thread and whatever starts it mostly waits, so on 2 cores two take little more than one.
+    A test that times something must not use it, nor run while it does.
+    """
+
+    def __init__(self) -> None:
+        self.work: dict[str, Work] = {}
+
+    def of(self, test: str) -> Callable[[Work], Work]:
+        def register(fn: Work) -> Work:
+            self.work[test] = fn
+            return fn
+
+        return register
+
+    def run(
+        self, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> dict[str, Ran]:
+        here = request.module
+        wanted = {i.originalname for i in request.session.items if isinstance(i, pytest.Function)
+                  and i.module is here}  # fmt: skip
+        with ThreadPoolExecutor(2) as pool:
+            ran: dict[str, Ran] = {}
+            for test, fn in self.work.items():
+                if test in wanted:
+                    folder = tmp_path_factory.mktemp(test.removeprefix("test_")[:30])
+                    ran[test] = Ran(folder, pool.submit(fn, folder))
+            wait([r.future for r in ran.values()])
+        return ran

@@ -11,8 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 from agents.launcher import AgentPlan, child_argv, plan_agents, resolve_gpus
 from sweepmap import keys
 from sweepmap.config import Config
+from tests.conftest import Ran, TwoAtATime
 from tests.fakewandb import FakeRun, FakeWandb
 from tests.test_wandb_contract import (
     ANSI,
@@ -114,12 +113,20 @@ def assert_finished_once(runs: list[FakeRun], points: list[dict[str, Any]]) -> N
         assert r.summary[keys.BEST_VAL_ACCURACY] >= r.summary[keys.VAL_ACCURACY] > 0.1
 
 
-Ran = tuple[FakeWandb, SweepOutcome, subprocess.CompletedProcess]
+Swept = tuple[FakeWandb, SweepOutcome, subprocess.CompletedProcess]
 GOOD = {"lr": {"values": [1.0e-3, 1.0e-2]}, **ONE_EPOCH}
 BAD = {"lr": {"values": [-1.0, 1.0e-3]}, **ONE_EPOCH}
+# The good grid and the bad value below, each with its own fake, run at the same time
+# (conftest.TwoAtATime): an in-process agent trains on one thread.
+TWO = TwoAtATime()
 
 
-def sweep_and_inprocess_agent(folder: Path, parameters: dict[str, Any]) -> Ran:
+@pytest.fixture(scope="module")
+def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
+    return TWO.run(request, tmp_path_factory)
+
+
+def sweep_and_inprocess_agent(folder: Path, parameters: dict[str, Any]) -> Swept:
     """`wandb sweep` a grid into a fake of its own, then `python -m agents --inprocess
     --count 2` it; the fake's records stay readable once it has stopped."""
     with FakeWandb() as fake:
@@ -128,20 +135,18 @@ def sweep_and_inprocess_agent(folder: Path, parameters: dict[str, Any]) -> Ran:
     return fake, sweep, done
 
 
-@pytest.fixture(scope="module")
-def inprocess_sweeps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Ran]]]:
-    """The good and the bad grid of the two tests below, each with its own fake and folder, run
-    at the same time: an agent trains on one thread, so on 2 cores both take about as long as
-    one. Each test waits for its own."""
-    with ThreadPoolExecutor(2) as pool:
-        yield {
-            name: pool.submit(sweep_and_inprocess_agent, tmp_path_factory.mktemp(name), grid)
-            for name, grid in (("good", GOOD), ("bad", BAD))
-        }
+@TWO.of("test_inprocess_agent_runs_each_point_once")
+def good_grid(folder: Path) -> Swept:
+    return sweep_and_inprocess_agent(folder, GOOD)
 
 
-def test_inprocess_agent_runs_each_point_once(inprocess_sweeps: dict[str, Future[Ran]]) -> None:
-    fake, sweep, done = inprocess_sweeps["good"].result()
+@TWO.of("test_bad_value_is_one_line_and_no_run")
+def bad_value(folder: Path) -> Swept:
+    return sweep_and_inprocess_agent(folder, BAD)
+
+
+def test_inprocess_agent_runs_each_point_once(ran: dict[str, Ran]) -> None:
+    fake, sweep, done = ran["test_inprocess_agent_runs_each_point_once"].result()
     assert done.returncode == 0, done.stdout + done.stderr
     assert fake.unknown == [], fake.unknown
     assert_finished_once(fake.sweep_runs(sweep.sweep_id), fake_grid(GOOD))
@@ -149,8 +154,8 @@ def test_inprocess_agent_runs_each_point_once(inprocess_sweeps: dict[str, Future
     assert done.stdout.count("epoch 1/1") == 2
 
 
-def test_bad_value_is_one_line_and_no_run(inprocess_sweeps: dict[str, Future[Ran]]) -> None:
-    fake, sweep, done = inprocess_sweeps["bad"].result()
+def test_bad_value_is_one_line_and_no_run(ran: dict[str, Ran]) -> None:
+    fake, sweep, done = ran["test_bad_value_is_one_line_and_no_run"].result()
     out = ANSI.sub("", done.stderr)
     assert done.returncode == 2, done.stdout + out  # a config error, as train.py's exit code
     lines = [line for line in out.splitlines() if "lr=-1.0" in line]

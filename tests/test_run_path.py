@@ -12,9 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ import yaml
 from localsweep.store import Store
 from sweepmap.sweepfile import read_sweep, sweep_name
 
-from .conftest import ROOT, offline_env, run_py, write_sweep
+from .conftest import ROOT, Ran, TwoAtATime, offline_env, run_py, write_sweep
 from .test_localsweep import _processes_with, start, wait_for
 
 
@@ -57,49 +54,14 @@ def pid_of(store: Store, run_id: str) -> int:
     return int(store.db.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
 
 
-# -- sweeps that a test only looks at, run two at a time ------------------------------------
-# Each is what its test ran itself before: real `localsweep` processes (two where the test
-# runs it again), in a folder of its own with its own offline wandb. An agent trains on one
-# thread and its runner mostly waits, so on 2 cores two of these take little more than one.
-# The tests that time something (a signal, the missing data, a killed runner) run alone.
-Sweep = Callable[[Path, dict[str, str]], Any]
-SWEEPS: dict[str, Sweep] = {}  # the test's name -> what it runs
-
-
-def sweep_for(test: str) -> Callable[[Sweep], Sweep]:
-    def register(fn: Sweep) -> Sweep:
-        SWEEPS[test] = fn
-        return fn
-
-    return register
-
-
-@dataclass
-class Ran:
-    folder: Path  # the sweep's folder: its tmp_path
-    future: Future[Any]
-
-    def result(self) -> Any:
-        """What the sweep's function returned; what it raised, raised here."""
-        return self.future.result()
+# The sweeps that a test only looks at, run two at a time (conftest.TwoAtATime); the tests
+# that time something (a signal, the missing data, a killed runner) run on their own.
+TWO = TwoAtATime()
 
 
 @pytest.fixture(scope="module")
-def ran(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Ran]]:
-    """SWEEPS of this module's tests that are to run, two at a time; all ended on return."""
-    here = request.module
-    wanted = {i.originalname for i in request.session.items if isinstance(i, pytest.Function)
-              and i.module is here}  # fmt: skip
-    with ThreadPoolExecutor(2) as pool:
-        out: dict[str, Ran] = {}
-        for test, fn in SWEEPS.items():
-            if test in wanted:
-                folder = tmp_path_factory.mktemp(test.removeprefix("test_")[:30])
-                out[test] = Ran(folder, pool.submit(fn, folder, offline_env(folder)))
-        wait([r.future for r in out.values()])
-        yield out
+def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
+    return TWO.run(request, tmp_path_factory)
 
 
 @pytest.mark.parametrize(
@@ -137,8 +99,9 @@ def test_a_sweep_whose_data_is_missing_stops_at_once(wandb_env, tmp_path) -> Non
     assert not (store_dir / "wandb").exists() and not (tmp_path / "nothing").exists()
 
 
-@sweep_for("test_another_program_really_runs")
-def another_program(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+@TWO.of("test_another_program_really_runs")
+def another_program(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = offline_env(tmp_path)
     (tmp_path / "mine.py").write_text(
         "import os, sys\n"
         "open(os.environ['WANDB_RUN_ID'] + '.ran', 'w').write(' '.join(sys.argv[1:]))\n"
@@ -156,8 +119,9 @@ def test_another_program_really_runs(ran: dict[str, Ran]) -> None:
     assert argv == ["--lr=0.001", "--lr=0.01"]
 
 
-@sweep_for("test_a_missing_program_is_refused")
-def missing_program(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+@TWO.of("test_a_missing_program_is_refused")
+def missing_program(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = offline_env(tmp_path)
     sweep = write_sweep(tmp_path / "m.yaml", {"lr": [1.0e-3, 1.0e-2]}, program="my_train.py")
     return localsweep(["run", str(sweep), "--store", "store"], env, cwd=tmp_path)
 
@@ -169,9 +133,10 @@ def test_a_missing_program_is_refused(ran: dict[str, Ran]) -> None:
     assert not (tmp_path / "store").exists()
 
 
-@sweep_for("test_failures_show_as_they_happen_and_the_exit_code_says_so")
-def failures(tmp_path: Path, env: dict[str, str]) -> tuple[Any, ...]:
+@TWO.of("test_failures_show_as_they_happen_and_the_exit_code_says_so")
+def failures(tmp_path: Path) -> tuple[Any, ...]:
     """The first run, its runs as it left them, and the run again."""
+    env = offline_env(tmp_path)
     sweep = write_sweep(
         tmp_path / "nan.yaml",
         {"lr": 1.0e10, "optimizer": "sgd", "batchnorm": False, "seed": [0, 1], "epochs": 2},
@@ -193,10 +158,11 @@ def test_failures_show_as_they_happen_and_the_exit_code_says_so(ran: dict[str, R
     assert again.returncode == 1 and "--retry-failed" in again.stdout
 
 
-@sweep_for("test_an_environment_failure_runs_again_and_an_own_failure_does_not")
-def env_and_own_failure(tmp_path: Path, env: dict[str, str]) -> tuple[Any, ...]:
+@TWO.of("test_an_environment_failure_runs_again_and_an_own_failure_does_not")
+def env_and_own_failure(tmp_path: Path) -> tuple[Any, ...]:
     """The first run, the states it left, the second run once the module is there, the
     points finished then."""
+    env = offline_env(tmp_path)
     (tmp_path / "prog.py").write_text(
         "import sys\n"
         "if '--kind=env' in sys.argv:\n    import helper_not_yet_there\n"
@@ -241,9 +207,10 @@ KEY_CASES: list[tuple[dict[str, Any], dict[str, Any], str]] = [
 ]
 
 
-@sweep_for("test_sweep_keys_are_honoured_or_refused_in_one_line")
-def sweep_keys(tmp_path: Path, env: dict[str, str]) -> dict[str, tuple[Path, Any]]:
+@TWO.of("test_sweep_keys_are_honoured_or_refused_in_one_line")
+def sweep_keys(tmp_path: Path) -> dict[str, tuple[Path, Any]]:
     """`localsweep create` of each case, each in a folder of its own: {needle: (folder, proc)}."""
+    env = offline_env(tmp_path)
     out = {}
     for i, (extra, params, needle) in enumerate(KEY_CASES):
         (folder := tmp_path / str(i)).mkdir()
@@ -263,9 +230,10 @@ def test_sweep_keys_are_honoured_or_refused_in_one_line(ran, extra, params, need
     assert not (tmp_path / "s").exists()
 
 
-@sweep_for("test_create_shows_the_axes_the_cap_the_name_and_earlier_versions")
-def create_twice(tmp_path: Path, env: dict[str, str]) -> tuple[Any, Any]:
+@TWO.of("test_create_shows_the_axes_the_cap_the_name_and_earlier_versions")
+def create_twice(tmp_path: Path) -> tuple[Any, Any]:
     """`localsweep create` of a file, then of the file edited."""
+    env = offline_env(tmp_path)
     sweep = write_sweep(tmp_path / "q.yaml", {"seed": [0, 1]}, name="dropout study", run_cap=5)
     edit(sweep, {"dropout": {"distribution": "q_uniform", "min": 0.0, "max": 0.3, "q": 0.1}})
     text = sweep.read_text()
@@ -299,9 +267,10 @@ def test_the_runner_leaves_no_agent_when_it_is_killed(wandb_env, tmp_path) -> No
     wait_for(lambda: not _processes_with(str(store_dir), "cmdline"), 10, "the agent to die")
 
 
-@sweep_for("test_what_the_machine_cannot_do_is_refused_for_the_sweep")
-def bf16_sweep(tmp_path: Path, env: dict[str, str]) -> tuple[Any, Any] | None:
+@TWO.of("test_what_the_machine_cannot_do_is_refused_for_the_sweep")
+def bf16_sweep(tmp_path: Path) -> tuple[Any, Any] | None:
     """The run and the runs it left; None on a machine with a GPU."""
+    env = offline_env(tmp_path)
     import torch
 
     if torch.cuda.is_available():

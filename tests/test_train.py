@@ -6,8 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,13 +15,11 @@ from agents.contract import render_command
 from sweepmap import keys
 from sweepmap.record import read_record
 
-from .conftest import ROOT, offline_env, run_py
+from .conftest import ROOT, Ran, TwoAtATime, offline_env, run_py
 from .wandb_offline import inspect_run, leet_inspect_cli, offline_run_dir
 
 
-def agent_command(
-    tmp_path: Path, env: dict[str, str], point: dict, run_id: str, command=None
-) -> tuple[list[str], dict[str, str]]:
+def agent_run(tmp_path: Path, env: dict[str, str], point: dict, run_id: str, command=None):
     """Param file, WANDB_RUN_ID and `/usr/bin/env python train.py --k=v ...`, as the agent does."""
     params = tmp_path / "wandb" / "sweep-local" / f"config-{run_id}.yaml"
     save_config_file_from_dict(str(params), {k: {"value": v} for k, v in sorted(point.items())})
@@ -41,66 +37,41 @@ def agent_command(
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
     }
     argv[1] = "python"
-    return argv, env
-
-
-def agent_run(tmp_path: Path, env: dict[str, str], point: dict, run_id: str, command=None):
-    argv, env = agent_command(tmp_path, env, point, run_id, command)
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     return argv, proc
 
 
-@dataclass
-class Started:
-    """A train.py process started by the `started` fixture, in its own folder."""
-
-    folder: Path
-    argv: list[str]
-    proc: subprocess.Popen[bytes]
-
-    def result(self) -> subprocess.CompletedProcess[str]:
-        """Waits for it to end: its exit code and what it printed."""
-        self.proc.wait(timeout=300)
-        out, err = ((self.folder / name).read_text() for name in ("stdout", "stderr"))
-        return subprocess.CompletedProcess(self.argv, self.proc.returncode, out, err)
-
-
-def start(folder: Path, argv: list[str], env: dict[str, str]) -> Started:
-    with open(folder / "stdout", "w") as out, open(folder / "stderr", "w") as err:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err)
-    return Started(folder, argv, proc)
-
-
+# The default tests' three train.py runs, two at a time (conftest.TwoAtATime), each in its own
+# folder with its own offline wandb; the 20 digits epochs first, the two short runs beside them.
+TWO = TwoAtATime()
 AGENT_POINT = {"epochs": 2, "lr": 0.01, "optimizer": "sgd", "seed": 3, "batchnorm": False}
 NAN_POINT = {"epochs": 3, "lr": 1.0e10, "optimizer": "sgd", "batchnorm": False}
 
 
 @pytest.fixture(scope="module")
-def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Started]]:
-    """The default tests' three train.py runs, started at once, each in its own folder with its
-    own offline wandb. train.py trains on one thread: on 2 cores the three take about as long
-    as the longest (20 digits epochs), not as long as the three one after another."""
-    digits = tmp_path_factory.mktemp("digits")
-    env = offline_env(digits) | {"SWEEPMAP_RECORD": str(digits / "digits.jsonl")}
-    runs = {"digits": start(digits, [sys.executable, "train.py", "--epochs=20"], env)}
-    for name, point, run_id in (
-        ("agent", AGENT_POINT, "agentrun1"),
-        ("nan", NAN_POINT, "nanrun01"),
-    ):
-        folder = tmp_path_factory.mktemp(name)
-        argv, env = agent_command(folder, offline_env(folder), point, run_id)
-        runs[name] = start(folder, argv, env)
-    yield runs
-    for run in runs.values():
-        if run.proc.poll() is None:  # a test that failed before waiting for it
-            run.proc.kill()
-        run.proc.wait()
+def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
+    return TWO.run(request, tmp_path_factory)
 
 
-def test_train_py_as_the_agent_starts_it(started: dict[str, Started]) -> None:
-    tmp_path, point = started["agent"].folder, AGENT_POINT
-    proc = started["agent"].result()
-    argv = proc.args
+@TWO.of("test_digits_cnn_reaches_the_bar")
+def digits_20_epochs(folder: Path) -> subprocess.CompletedProcess[str]:
+    env = offline_env(folder) | {"SWEEPMAP_RECORD": str(folder / "digits.jsonl")}
+    return run_py(["train.py", "--epochs=20"], env)
+
+
+@TWO.of("test_train_py_as_the_agent_starts_it")
+def agent_point(folder: Path) -> tuple[list[str], subprocess.CompletedProcess[str]]:
+    return agent_run(folder, offline_env(folder), AGENT_POINT, "agentrun1")
+
+
+@TWO.of("test_exploding_loss_fails_the_run")
+def nan_point(folder: Path) -> tuple[list[str], subprocess.CompletedProcess[str]]:
+    return agent_run(folder, offline_env(folder), NAN_POINT, "nanrun01")
+
+
+def test_train_py_as_the_agent_starts_it(ran: dict[str, Ran]) -> None:
+    this, point = ran["test_train_py_as_the_agent_starts_it"], AGENT_POINT
+    tmp_path, (argv, proc) = this.folder, this.result()
     assert argv[:3] == ["/usr/bin/env", "python", "train.py"]
     assert argv[3:] == [
         "--batchnorm=False", "--epochs=2", "--lr=0.01", "--optimizer=sgd", "--seed=3",
@@ -137,8 +108,9 @@ def test_param_file_alone_sets_the_config(wandb_env, tmp_path) -> None:
     assert (config["lr"], config["optimizer"], config["epochs"]) == (0.05, "adamw", 1)
 
 
-def test_exploding_loss_fails_the_run(started: dict[str, Started]) -> None:
-    tmp_path, proc = started["nan"].folder, started["nan"].result()
+def test_exploding_loss_fails_the_run(ran: dict[str, Ran]) -> None:
+    this = ran["test_exploding_loss_fails_the_run"]
+    tmp_path, (_, proc) = this.folder, this.result()
     assert proc.returncode == 1
     assert "run failed: train/loss is nan" in proc.stderr or "is inf" in proc.stderr
     logged = inspect_run(offline_run_dir(tmp_path, "nanrun01"))
@@ -156,11 +128,12 @@ def test_save_model_keeps_the_best_model(wandb_env, tmp_path) -> None:
     assert len(saved) == 1 and saved[0].stat().st_size > 10_000
 
 
-def test_digits_cnn_reaches_the_bar(started: dict[str, Started]) -> None:
+def test_digits_cnn_reaches_the_bar(ran: dict[str, Ran]) -> None:
     """README figure: the default digits CNN, 20 epochs, >= 0.97 validation accuracy."""
-    proc = started["digits"].result()
+    this = ran["test_digits_cnn_reaches_the_bar"]
+    proc = this.result()
     assert proc.returncode == 0, proc.stderr
-    _, _, summary = read_record(started["digits"].folder / "digits.jsonl")
+    _, _, summary = read_record(this.folder / "digits.jsonl")
     assert summary[keys.BEST_VAL_ACCURACY] >= 0.97, summary
 
 
