@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -100,9 +101,11 @@ def test_no_key_or_no_server_is_one_line_exit_2(tmp_path: Path) -> None:
     with FakeWandb() as fake:
         env = isolated_env(fake, tmp_path, "p")
     # The fake is stopped: nothing answers on its port.
-    dead = fill(env | {"WANDB_API_KEY": "f" * 40, "WANDB_HTTP_TIMEOUT": "2"}, tmp_path, "e/p/abc")
+    dead_env = env | {"WANDB_API_KEY": "f" * 40, "WANDB_HTTP_TIMEOUT": "2"}
     no_key = {k: v for k, v in env.items() if k != "WANDB_API_KEY"}
-    nokey = fill(no_key, tmp_path, "e/p/abc")
+    with ThreadPoolExecutor(2) as pool:  # two refusals that share nothing: at the same time
+        dead_f, nokey_f = (pool.submit(fill, e, tmp_path, "e/p/abc") for e in (dead_env, no_key))
+    dead, nokey = dead_f.result(), nokey_f.result()
     for done in (dead, nokey):
         assert done.returncode == 2, done.stdout + done.stderr
         lines = done.stderr.strip().splitlines()

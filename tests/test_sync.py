@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +164,13 @@ def test_no_key_no_server_unknown_sweep_are_one_line_exit_2(tmp_path: Path) -> N
     with FakeWandb() as fake:
         env = isolated_env(fake, tmp_path, "team")
         no_key = {k: v for k, v in env.items() if k != "WANDB_API_KEY"}
-        nokey = localsweep(no_key, "sync", name, "--project", "team", "--store", str(store_dir))
-        unknown = localsweep(env, "sync", "nope", "--project", "team", "--store", str(store_dir))
+        with ThreadPoolExecutor(2) as pool:  # two refusals that write nothing: at the same time
+            nokey_f, unknown_f = (
+                pool.submit(localsweep, e, "sync", sweep, "--project", "team", "--store",
+                            str(store_dir))
+                for e, sweep in ((no_key, name), (env, "nope"))
+            )  # fmt: skip
+        nokey, unknown = nokey_f.result(), unknown_f.result()
     assert fake.ops == []  # nothing reached the server
     # The fake is stopped now: nothing answers on its port.
     dead = localsweep(env | {"WANDB_HTTP_TIMEOUT": "2"}, "sync", name, "--project", "team",
