@@ -15,6 +15,7 @@ import pytest
 from localsweep.store import Store
 from sweepmap import keys
 from sweepmap.sweepfile import read_sweep, sweep_name
+from tests.conftest import Ran, TwoAtATime
 from tests.test_importance import REPLICATES, ROOT, SCAN, make_scan
 
 
@@ -25,13 +26,28 @@ def importance(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]
     )  # fmt: skip
 
 
-def test_importance_names_the_pair_and_writes_its_grid(tmp_path: Path) -> None:
-    from localsweep.grid import load_sweep
+# The two commands below that a test only looks at, at the same time (conftest.TwoAtATime).
+TWO = TwoAtATime()
 
+
+@pytest.fixture(scope="module")
+def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
+    return TWO.run(request, tmp_path_factory)
+
+
+@TWO.of("test_importance_names_the_pair_and_writes_its_grid")
+def importance_of_the_scan(tmp_path: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
     root, yaml_path, _ = make_scan(tmp_path)
     out, grid = tmp_path / "out", tmp_path / "lr_optimizer_grid.yaml"
     argv = ["--store", str(root), "--yaml", str(yaml_path), "--bootstrap", str(REPLICATES)]
-    done = importance(*argv, "--out", str(out), "--emit-grid", str(grid))
+    return grid, importance(*argv, "--out", str(out), "--emit-grid", str(grid))
+
+
+def test_importance_names_the_pair_and_writes_its_grid(ran: dict[str, Ran]) -> None:
+    from localsweep.grid import load_sweep
+
+    this = ran["test_importance_names_the_pair_and_writes_its_grid"]
+    out, (grid, done) = this.folder / "out", this.result()
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(ln.startswith("budget 4 epochs: 46 runs (14 stopped") for ln in lines)
@@ -96,14 +112,20 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
     assert grid.read_text() == "# mine\n" if case == "exists" else not grid.exists()
 
 
-def test_report_of_a_hyperband_scan_is_refused_in_one_line(tmp_path: Path) -> None:
+@TWO.of("test_report_of_a_hyperband_scan_is_refused_in_one_line")
+def report_of_the_scan(tmp_path: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
     root, yaml_path, _ = make_scan(tmp_path)
-    out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "analysis", "report", "--store", str(root), "--yaml",
-         str(yaml_path), "--out", str(out), "--x", "lr", "--y", "optimizer"],
+         str(yaml_path), "--out", str(tmp_path / "out"), "--x", "lr", "--y", "optimizer"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    return yaml_path, done
+
+
+def test_report_of_a_hyperband_scan_is_refused_in_one_line(ran: dict[str, Ran]) -> None:
+    this = ran["test_report_of_a_hyperband_scan_is_refused_in_one_line"]
+    out, (yaml_path, done) = this.folder / "out", this.result()
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"python -m analysis: error: sweep {sweep_name(yaml_path, read_sweep(yaml_path)[1])} is "
