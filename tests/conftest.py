@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ def write_sweep(path: Path, parameters: dict, **extra) -> Path:
 
 
 Work = Callable[[Path], Any]
+Key = tuple[str, str]  # (module, test function)
 
 
 @dataclass
@@ -91,38 +93,67 @@ class Ran:
 
 
 class TwoAtATime:
-    """The processes that some of a module's tests only look at the outcome of, run two at a time.
+    """The processes that some tests only look at the outcome of, run two at a time.
 
-    Each test's work is a function of a folder of its own (`@TWO.of("test_name")`) that runs
-    real processes there, as the test itself did before, with their own offline wandb
-    (offline_env) or fake. A module-scoped fixture returns `TWO.run(request, tmp_path_factory)`:
-    the work of this module's tests that are to run, in the order it was defined (longest
-    first, where it matters), two at a time, all of it ended. A training process uses one
-    thread and whatever starts it mostly waits, so on 2 cores two take little more than one.
-    A test that times something must not use it, nor run while it does.
+    A test's work is a function of a folder of its own, registered in the test's module with
+    `@TWO.of("test_name", seconds)`; it runs the real processes that the test itself ran before
+    (with their own offline wandb, offline_env, or their own fake) and returns what the test
+    looks at. The first test that asks for the `ran` fixture starts the work of every test that
+    is to run in this session, two at a time, longest first (`seconds`: about what it takes
+    alone), and waits until all of it has ended; each test then gets its own from `ran`. A
+    process trains on one thread and whatever starts it mostly waits, so on 2 cores two take
+    little more than one. No other test runs meanwhile: a test that times something must not
+    be one of these. `--durations` also lists how long each work took.
     """
 
     def __init__(self) -> None:
-        self.work: dict[str, Work] = {}
+        self.work: dict[Key, tuple[float, Work]] = {}
+        self.ran: dict[Key, Ran] = {}
+        self.seconds: dict[Key, float] = {}
 
-    def of(self, test: str) -> Callable[[Work], Work]:
+    def of(self, test: str, seconds: float) -> Callable[[Work], Work]:
         def register(fn: Work) -> Work:
-            self.work[test] = fn
+            self.work[(fn.__module__, test)] = (seconds, fn)
             return fn
 
         return register
 
-    def run(
-        self, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-    ) -> dict[str, Ran]:
-        here = request.module
-        wanted = {i.originalname for i in request.session.items if isinstance(i, pytest.Function)
-                  and i.module is here}  # fmt: skip
+    def run(self, items: list[pytest.Item], tmp_path_factory: pytest.TempPathFactory) -> None:
+        wanted = {
+            (i.module.__name__, i.originalname) for i in items if isinstance(i, pytest.Function)
+        }
+        todo = sorted((k for k in self.work if k in wanted), key=lambda k: -self.work[k][0])
         with ThreadPoolExecutor(2) as pool:
-            ran: dict[str, Ran] = {}
-            for test, fn in self.work.items():
-                if test in wanted:
-                    folder = tmp_path_factory.mktemp(test.removeprefix("test_")[:30])
-                    ran[test] = Ran(folder, pool.submit(fn, folder))
-            wait([r.future for r in ran.values()])
-        return ran
+            for key in todo:
+                folder = tmp_path_factory.mktemp(key[1].removeprefix("test_")[:30])
+                self.ran[key] = Ran(folder, pool.submit(self._timed, key, folder))
+            wait([r.future for r in self.ran.values()])
+
+    def _timed(self, key: Key, folder: Path) -> Any:
+        start = time.monotonic()
+        try:
+            return self.work[key][1](folder)
+        finally:
+            self.seconds[key] = time.monotonic() - start
+
+
+TWO = TwoAtATime()
+
+
+@pytest.fixture(scope="session")
+def _two_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    TWO.run(request.session.items, tmp_path_factory)
+    return TWO
+
+
+@pytest.fixture
+def ran(request: pytest.FixtureRequest, _two_at_a_time: TwoAtATime) -> Ran:
+    """This test's work (TWO.of), ended: its folder and what it returned."""
+    return _two_at_a_time.ran[(request.module.__name__, request.function.__name__)]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if TWO.seconds and config.option.durations is not None:
+        terminalreporter.write_sep("=", "work run two at a time before its tests (TWO.of)")
+        for (module, test), took in sorted(TWO.seconds.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{took:.2f}s {module.replace('.', '/')}.py::{test}")

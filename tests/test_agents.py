@@ -19,7 +19,7 @@ import pytest
 from agents.launcher import AgentPlan, child_argv, plan_agents, resolve_gpus
 from sweepmap import keys
 from sweepmap.config import Config
-from tests.conftest import Ran, TwoAtATime
+from tests.conftest import TWO, Ran
 from tests.fakewandb import FakeRun, FakeWandb
 from tests.test_wandb_contract import (
     ANSI,
@@ -116,14 +116,6 @@ def assert_finished_once(runs: list[FakeRun], points: list[dict[str, Any]]) -> N
 Swept = tuple[FakeWandb, SweepOutcome, subprocess.CompletedProcess]
 GOOD = {"lr": {"values": [1.0e-3, 1.0e-2]}, **ONE_EPOCH}
 BAD = {"lr": {"values": [-1.0, 1.0e-3]}, **ONE_EPOCH}
-# The good grid and the bad value below, each with its own fake, run at the same time
-# (conftest.TwoAtATime): an in-process agent trains on one thread.
-TWO = TwoAtATime()
-
-
-@pytest.fixture(scope="module")
-def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
-    return TWO.run(request, tmp_path_factory)
 
 
 def sweep_and_inprocess_agent(folder: Path, parameters: dict[str, Any]) -> Swept:
@@ -135,18 +127,20 @@ def sweep_and_inprocess_agent(folder: Path, parameters: dict[str, Any]) -> Swept
     return fake, sweep, done
 
 
-@TWO.of("test_inprocess_agent_runs_each_point_once")
+# The good grid and the bad value, each with its own fake, run two at a time with the other
+# tests' work (conftest.TwoAtATime): an in-process agent trains on one thread.
+@TWO.of("test_inprocess_agent_runs_each_point_once", 11)
 def good_grid(folder: Path) -> Swept:
     return sweep_and_inprocess_agent(folder, GOOD)
 
 
-@TWO.of("test_bad_value_is_one_line_and_no_run")
+@TWO.of("test_bad_value_is_one_line_and_no_run", 10)
 def bad_value(folder: Path) -> Swept:
     return sweep_and_inprocess_agent(folder, BAD)
 
 
-def test_inprocess_agent_runs_each_point_once(ran: dict[str, Ran]) -> None:
-    fake, sweep, done = ran["test_inprocess_agent_runs_each_point_once"].result()
+def test_inprocess_agent_runs_each_point_once(ran: Ran) -> None:
+    fake, sweep, done = ran.result()
     assert done.returncode == 0, done.stdout + done.stderr
     assert fake.unknown == [], fake.unknown
     assert_finished_once(fake.sweep_runs(sweep.sweep_id), fake_grid(GOOD))
@@ -154,8 +148,8 @@ def test_inprocess_agent_runs_each_point_once(ran: dict[str, Ran]) -> None:
     assert done.stdout.count("epoch 1/1") == 2
 
 
-def test_bad_value_is_one_line_and_no_run(ran: dict[str, Ran]) -> None:
-    fake, sweep, done = ran["test_bad_value_is_one_line_and_no_run"].result()
+def test_bad_value_is_one_line_and_no_run(ran: Ran) -> None:
+    fake, sweep, done = ran.result()
     out = ANSI.sub("", done.stderr)
     assert done.returncode == 2, done.stdout + out  # a config error, as train.py's exit code
     lines = [line for line in out.splitlines() if "lr=-1.0" in line]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from agents.fill import RunInfo, plan_fill
+from tests.conftest import TWO, Ran
 from tests.fakewandb import FakeWandb
 from tests.test_agents import ONE_EPOCH, agents, assert_finished_once
 from tests.test_wandb_contract import TRAIN, create_sweep_cli, isolated_env, train_env
@@ -97,15 +97,20 @@ def test_fill_runs_exactly_the_holes(tmp_path: Path) -> None:
     assert list(fake2.sweeps) == [again.sweep_id]
 
 
-def test_no_key_or_no_server_is_one_line_exit_2(tmp_path: Path) -> None:
+# Run two at a time with the other tests' work (conftest.TwoAtATime).
+@TWO.of("test_no_key_or_no_server_is_one_line_exit_2", 4)
+def fill_refused(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], ...]:
+    """`fill` against a dead server, then without a key."""
     with FakeWandb() as fake:
         env = isolated_env(fake, tmp_path, "p")
     # The fake is stopped: nothing answers on its port.
-    dead_env = env | {"WANDB_API_KEY": "f" * 40, "WANDB_HTTP_TIMEOUT": "2"}
+    dead = fill(env | {"WANDB_API_KEY": "f" * 40, "WANDB_HTTP_TIMEOUT": "2"}, tmp_path, "e/p/abc")
     no_key = {k: v for k, v in env.items() if k != "WANDB_API_KEY"}
-    with ThreadPoolExecutor(2) as pool:  # two refusals that share nothing: at the same time
-        dead_f, nokey_f = (pool.submit(fill, e, tmp_path, "e/p/abc") for e in (dead_env, no_key))
-    dead, nokey = dead_f.result(), nokey_f.result()
+    return dead, fill(no_key, tmp_path, "e/p/abc")
+
+
+def test_no_key_or_no_server_is_one_line_exit_2(ran: Ran) -> None:
+    dead, nokey = ran.result()
     for done in (dead, nokey):
         assert done.returncode == 2, done.stdout + done.stderr
         lines = done.stderr.strip().splitlines()

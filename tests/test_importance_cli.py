@@ -15,7 +15,7 @@ import pytest
 from localsweep.store import Store
 from sweepmap import keys
 from sweepmap.sweepfile import read_sweep, sweep_name
-from tests.conftest import Ran, TwoAtATime
+from tests.conftest import TWO, Ran
 from tests.test_importance import REPLICATES, ROOT, SCAN, make_scan
 
 
@@ -26,16 +26,9 @@ def importance(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]
     )  # fmt: skip
 
 
-# The two commands below that a test only looks at, at the same time (conftest.TwoAtATime).
-TWO = TwoAtATime()
-
-
-@pytest.fixture(scope="module")
-def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
-    return TWO.run(request, tmp_path_factory)
-
-
-@TWO.of("test_importance_names_the_pair_and_writes_its_grid")
+# This and the refused report below run two at a time with the other tests' work
+# (conftest.TwoAtATime).
+@TWO.of("test_importance_names_the_pair_and_writes_its_grid", 5)
 def importance_of_the_scan(tmp_path: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
     root, yaml_path, _ = make_scan(tmp_path)
     out, grid = tmp_path / "out", tmp_path / "lr_optimizer_grid.yaml"
@@ -43,11 +36,10 @@ def importance_of_the_scan(tmp_path: Path) -> tuple[Path, subprocess.CompletedPr
     return grid, importance(*argv, "--out", str(out), "--emit-grid", str(grid))
 
 
-def test_importance_names_the_pair_and_writes_its_grid(ran: dict[str, Ran]) -> None:
+def test_importance_names_the_pair_and_writes_its_grid(ran: Ran) -> None:
     from localsweep.grid import load_sweep
 
-    this = ran["test_importance_names_the_pair_and_writes_its_grid"]
-    out, (grid, done) = this.folder / "out", this.result()
+    out, (grid, done) = ran.folder / "out", ran.result()
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(ln.startswith("budget 4 epochs: 46 runs (14 stopped") for ln in lines)
@@ -112,7 +104,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
     assert grid.read_text() == "# mine\n" if case == "exists" else not grid.exists()
 
 
-@TWO.of("test_report_of_a_hyperband_scan_is_refused_in_one_line")
+@TWO.of("test_report_of_a_hyperband_scan_is_refused_in_one_line", 2.5)
 def report_of_the_scan(tmp_path: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
     root, yaml_path, _ = make_scan(tmp_path)
     done = subprocess.run(
@@ -123,9 +115,8 @@ def report_of_the_scan(tmp_path: Path) -> tuple[Path, subprocess.CompletedProces
     return yaml_path, done
 
 
-def test_report_of_a_hyperband_scan_is_refused_in_one_line(ran: dict[str, Ran]) -> None:
-    this = ran["test_report_of_a_hyperband_scan_is_refused_in_one_line"]
-    out, (yaml_path, done) = this.folder / "out", this.result()
+def test_report_of_a_hyperband_scan_is_refused_in_one_line(ran: Ran) -> None:
+    out, (yaml_path, done) = ran.folder / "out", ran.result()
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"python -m analysis: error: sweep {sweep_name(yaml_path, read_sweep(yaml_path)[1])} is "

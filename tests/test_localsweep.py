@@ -18,7 +18,7 @@ from localsweep.store import Store
 from sweepmap import keys
 from sweepmap.sweepfile import sweep_name
 
-from .conftest import ROOT, run_py, write_sweep
+from .conftest import ROOT, TWO, Ran, offline_env, run_py, write_sweep
 from .wandb_offline import inspect_run, offline_run_dir, run_record
 
 
@@ -183,11 +183,17 @@ def test_bad_yaml_exits_2_before_any_run(wandb_env, tmp_path) -> None:
     assert not _processes_with(str(store_dir), "cmdline")
 
 
-def test_a_waiting_agent_that_gets_no_sweep_leaves_nothing(wandb_env, tmp_path) -> None:
+# Run two at a time with the other tests' work (conftest.TwoAtATime).
+@TWO.of("test_a_waiting_agent_that_gets_no_sweep_leaves_nothing", 5)
+def agent_given_nothing(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "localsweep", "agent", "-", "--store", str(tmp_path / "store")]
+    env = offline_env(tmp_path)
+    return subprocess.run(argv, input="", cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def test_a_waiting_agent_that_gets_no_sweep_leaves_nothing(ran: Ran) -> None:
     """`agent -` is how `run` starts agents before the sweep file is checked."""
-    store_dir = tmp_path / "store"
-    argv = [sys.executable, "-m", "localsweep", "agent", "-", "--store", str(store_dir)]
-    proc = subprocess.run(argv, input="", cwd=ROOT, env=wandb_env, capture_output=True, text=True)
+    store_dir, proc = ran.folder / "store", ran.result()
     assert proc.returncode == 0, proc.stderr
     assert not store_dir.exists()
 

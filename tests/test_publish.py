@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TWO, Ran
 from tests.fakewandb import FakeWandb
 from tests.fakewandb_artifacts import collection
 from tests.test_wandb_contract import TRAIN, isolated_env, run_sweep_cli, train_env
@@ -159,11 +159,17 @@ def test_publish_then_republish(tmp_path: Path) -> None:
     assert report["files"]["report.pdf"] == "%PDF-" and report["files"]["report.png"][1:4] == "PNG"
 
 
-def test_no_key_is_one_line_exit_2(tmp_path: Path) -> None:
+# Run two at a time with the other tests' work (conftest.TwoAtATime).
+@TWO.of("test_no_key_is_one_line_exit_2", 4)
+def publish_without_a_key(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     with FakeWandb() as fake:
         env = isolated_env(fake, tmp_path, "p")
     env.pop("WANDB_API_KEY")
-    done = publish(env, tmp_path, "--wandb", "e/p/abc", "--cache-dir", str(tmp_path))
+    return publish(env, tmp_path, "--wandb", "e/p/abc", "--cache-dir", str(tmp_path))
+
+
+def test_no_key_is_one_line_exit_2(ran: Ran) -> None:
+    done = ran.result()
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "API key" in lines[0], done.stderr

@@ -1,8 +1,9 @@
 """One path from a grid point to a run: sweeps that fail loudly and never substitute.
 
 Everything here runs `python -m localsweep` as a real process, as a user would. The tests
-that only look at what a sweep left get it from the `ran` fixture, which runs those sweeps two
-at a time.
+that only look at what a sweep left get it from the `ran` fixture (conftest.TwoAtATime), which
+runs those sweeps two at a time; the tests that time something (a signal, the missing data, a
+killed runner) run on their own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 from localsweep.store import Store
 from sweepmap.sweepfile import read_sweep, sweep_name
 
-from .conftest import ROOT, Ran, TwoAtATime, offline_env, run_py, write_sweep
+from .conftest import ROOT, TWO, Ran, offline_env, run_py, write_sweep
 from .test_localsweep import _processes_with, start, wait_for
 
 
@@ -52,16 +53,6 @@ def two_running(sweep: Path, store_dir: Path, env: dict[str, str]):
 def pid_of(store: Store, run_id: str) -> int:
     """The agent that holds a run."""
     return int(store.db.execute("SELECT pid FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
-
-
-# The sweeps that a test only looks at, run two at a time (conftest.TwoAtATime); the tests
-# that time something (a signal, the missing data, a killed runner) run on their own.
-TWO = TwoAtATime()
-
-
-@pytest.fixture(scope="module")
-def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
-    return TWO.run(request, tmp_path_factory)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +90,7 @@ def test_a_sweep_whose_data_is_missing_stops_at_once(wandb_env, tmp_path) -> Non
     assert not (store_dir / "wandb").exists() and not (tmp_path / "nothing").exists()
 
 
-@TWO.of("test_another_program_really_runs")
+@TWO.of("test_another_program_really_runs", 6)
 def another_program(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = offline_env(tmp_path)
     (tmp_path / "mine.py").write_text(
@@ -110,30 +101,28 @@ def another_program(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return localsweep(["run", str(sweep), "--store", "store"], env, cwd=tmp_path)
 
 
-def test_another_program_really_runs(ran: dict[str, Ran]) -> None:
-    this = ran["test_another_program_really_runs"]
-    tmp_path, proc = this.folder, this.result()
+def test_another_program_really_runs(ran: Ran) -> None:
+    tmp_path, proc = ran.folder, ran.result()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "mode process (the sweep's program is mine.py" in proc.stdout
     argv = sorted(p.read_text() for p in tmp_path.glob("*.ran"))
     assert argv == ["--lr=0.001", "--lr=0.01"]
 
 
-@TWO.of("test_a_missing_program_is_refused")
+@TWO.of("test_a_missing_program_is_refused", 3)
 def missing_program(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = offline_env(tmp_path)
     sweep = write_sweep(tmp_path / "m.yaml", {"lr": [1.0e-3, 1.0e-2]}, program="my_train.py")
     return localsweep(["run", str(sweep), "--store", "store"], env, cwd=tmp_path)
 
 
-def test_a_missing_program_is_refused(ran: dict[str, Ran]) -> None:
-    this = ran["test_a_missing_program_is_refused"]
-    tmp_path, proc = this.folder, this.result()
+def test_a_missing_program_is_refused(ran: Ran) -> None:
+    tmp_path, proc = ran.folder, ran.result()
     assert proc.returncode == 2 and "program: my_train.py: no such file" in proc.stderr
     assert not (tmp_path / "store").exists()
 
 
-@TWO.of("test_failures_show_as_they_happen_and_the_exit_code_says_so")
+@TWO.of("test_failures_show_as_they_happen_and_the_exit_code_says_so", 9)
 def failures(tmp_path: Path) -> tuple[Any, ...]:
     """The first run, its runs as it left them, and the run again."""
     env = offline_env(tmp_path)
@@ -148,8 +137,8 @@ def failures(tmp_path: Path) -> tuple[Any, ...]:
     return proc, runs, again
 
 
-def test_failures_show_as_they_happen_and_the_exit_code_says_so(ran: dict[str, Ran]) -> None:
-    proc, runs, again = ran["test_failures_show_as_they_happen_and_the_exit_code_says_so"].result()
+def test_failures_show_as_they_happen_and_the_exit_code_says_so(ran: Ran) -> None:
+    proc, runs, again = ran.result()
     assert proc.returncode == 1, proc.stdout
     assert [r.state for r in runs] == ["failed", "failed"]
     for run in runs:  # one line each: state, run id, grid point, reason, log
@@ -158,7 +147,7 @@ def test_failures_show_as_they_happen_and_the_exit_code_says_so(ran: dict[str, R
     assert again.returncode == 1 and "--retry-failed" in again.stdout
 
 
-@TWO.of("test_an_environment_failure_runs_again_and_an_own_failure_does_not")
+@TWO.of("test_an_environment_failure_runs_again_and_an_own_failure_does_not", 12)
 def env_and_own_failure(tmp_path: Path) -> tuple[Any, ...]:
     """The first run, the states it left, the second run once the module is there, the
     points finished then."""
@@ -179,11 +168,10 @@ def env_and_own_failure(tmp_path: Path) -> tuple[Any, ...]:
     return first, states, second, finished
 
 
-def test_an_environment_failure_runs_again_and_an_own_failure_does_not(ran: dict[str, Ran]):
+def test_an_environment_failure_runs_again_and_an_own_failure_does_not(ran: Ran):
     """A program that cannot import a module is the environment's fault: the next plain run
     tries again. One that raises on its own stays failed until --retry-failed."""
-    this = ran["test_an_environment_failure_runs_again_and_an_own_failure_does_not"]
-    first, states, second, finished = this.result()
+    first, states, second, finished = ran.result()
     assert first.returncode == 1
     assert states == {"env": "error", "own": "failed"}, first.stdout
     assert second.returncode == 1  # "own" still failed
@@ -207,7 +195,7 @@ KEY_CASES: list[tuple[dict[str, Any], dict[str, Any], str]] = [
 ]
 
 
-@TWO.of("test_sweep_keys_are_honoured_or_refused_in_one_line")
+@TWO.of("test_sweep_keys_are_honoured_or_refused_in_one_line", 8)
 def sweep_keys(tmp_path: Path) -> dict[str, tuple[Path, Any]]:
     """`localsweep create` of each case, each in a folder of its own: {needle: (folder, proc)}."""
     env = offline_env(tmp_path)
@@ -223,14 +211,14 @@ def sweep_keys(tmp_path: Path) -> dict[str, tuple[Path, Any]]:
 
 @pytest.mark.parametrize(("extra", "params", "needle"), KEY_CASES)
 def test_sweep_keys_are_honoured_or_refused_in_one_line(ran, extra, params, needle) -> None:
-    tmp_path, proc = ran["test_sweep_keys_are_honoured_or_refused_in_one_line"].result()[needle]
+    tmp_path, proc = ran.result()[needle]
     assert proc.returncode == 2, proc.stdout + proc.stderr
     line = proc.stderr.strip()
     assert needle in line and "\n" not in line and "Traceback" not in line, line
     assert not (tmp_path / "s").exists()
 
 
-@TWO.of("test_create_shows_the_axes_the_cap_the_name_and_earlier_versions")
+@TWO.of("test_create_shows_the_axes_the_cap_the_name_and_earlier_versions", 4)
 def create_twice(tmp_path: Path) -> tuple[Any, Any]:
     """`localsweep create` of a file, then of the file edited."""
     env = offline_env(tmp_path)
@@ -244,8 +232,8 @@ def create_twice(tmp_path: Path) -> tuple[Any, Any]:
     return proc, edited
 
 
-def test_create_shows_the_axes_the_cap_the_name_and_earlier_versions(ran: dict[str, Ran]):
-    proc, edited = ran["test_create_shows_the_axes_the_cap_the_name_and_earlier_versions"].result()
+def test_create_shows_the_axes_the_cap_the_name_and_earlier_versions(ran: Ran):
+    proc, edited = ran.result()
     assert proc.returncode == 0, proc.stderr
     assert "dropout (q_uniform): 0.0, 0.1, 0.2" in proc.stdout  # 0.3 is the engine's dropped max
     assert "created sweep dropout_study-" in proc.stdout and "5 runs (run_cap 5)" in proc.stdout
@@ -267,7 +255,7 @@ def test_the_runner_leaves_no_agent_when_it_is_killed(wandb_env, tmp_path) -> No
     wait_for(lambda: not _processes_with(str(store_dir), "cmdline"), 10, "the agent to die")
 
 
-@TWO.of("test_what_the_machine_cannot_do_is_refused_for_the_sweep")
+@TWO.of("test_what_the_machine_cannot_do_is_refused_for_the_sweep", 6)
 def bf16_sweep(tmp_path: Path) -> tuple[Any, Any] | None:
     """The run and the runs it left; None on a machine with a GPU."""
     env = offline_env(tmp_path)
@@ -281,8 +269,8 @@ def bf16_sweep(tmp_path: Path) -> tuple[Any, Any] | None:
     return proc, Store(store_dir).runs(name_of(sweep))
 
 
-def test_what_the_machine_cannot_do_is_refused_for_the_sweep(ran: dict[str, Ran]) -> None:
-    got = ran["test_what_the_machine_cannot_do_is_refused_for_the_sweep"].result()
+def test_what_the_machine_cannot_do_is_refused_for_the_sweep(ran: Ran) -> None:
+    got = ran.result()
     if got is None:
         pytest.skip("this machine has a GPU: bf16 is allowed here")
     proc, runs = got

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 from localsweep.store import Store
 from localsweep.sync import note_path, plan
-from tests.conftest import ROOT, write_sweep
+from tests.conftest import ROOT, TWO, Ran, write_sweep
 from tests.fakewandb import FakeWandb
 from tests.test_publish import read_run
 from tests.test_wandb_contract import isolated_env, train_env
@@ -159,22 +158,26 @@ def test_plan_takes_the_runs_that_ended_and_counts_the_others(tmp_path: Path) ->
     assert dict(left) == {"crashed": 1, "no wandb files": 1}
 
 
-def test_no_key_no_server_unknown_sweep_are_one_line_exit_2(tmp_path: Path) -> None:
+# Run two at a time with the other tests' work (conftest.TwoAtATime).
+@TWO.of("test_no_key_no_server_unknown_sweep_are_one_line_exit_2", 4.5)
+def sync_refused(tmp_path: Path) -> tuple[Any, ...]:
+    """`sync` of a planted store without a key and of an unknown sweep while the fake runs,
+    then against it stopped: (store, sweep, the fake, the three)."""
     store_dir, name = planted_store(tmp_path)
     with FakeWandb() as fake:
         env = isolated_env(fake, tmp_path, "team")
         no_key = {k: v for k, v in env.items() if k != "WANDB_API_KEY"}
-        with ThreadPoolExecutor(2) as pool:  # two refusals that write nothing: at the same time
-            nokey_f, unknown_f = (
-                pool.submit(localsweep, e, "sync", sweep, "--project", "team", "--store",
-                            str(store_dir))
-                for e, sweep in ((no_key, name), (env, "nope"))
-            )  # fmt: skip
-        nokey, unknown = nokey_f.result(), unknown_f.result()
-    assert fake.ops == []  # nothing reached the server
+        nokey = localsweep(no_key, "sync", name, "--project", "team", "--store", str(store_dir))
+        unknown = localsweep(env, "sync", "nope", "--project", "team", "--store", str(store_dir))
     # The fake is stopped now: nothing answers on its port.
     dead = localsweep(env | {"WANDB_HTTP_TIMEOUT": "2"}, "sync", name, "--project", "team",
                       "--store", str(store_dir))  # fmt: skip
+    return store_dir, name, fake, nokey, unknown, dead
+
+
+def test_no_key_no_server_unknown_sweep_are_one_line_exit_2(ran: Ran) -> None:
+    store_dir, name, fake, nokey, unknown, dead = ran.result()
+    assert fake.ops == []  # nothing reached the server
     for done in (nokey, unknown, dead):
         assert done.returncode == 2, done.stdout + done.stderr
         lines = done.stderr.strip().splitlines()

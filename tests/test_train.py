@@ -15,7 +15,7 @@ from agents.contract import render_command
 from sweepmap import keys
 from sweepmap.record import read_record
 
-from .conftest import ROOT, Ran, TwoAtATime, offline_env, run_py
+from .conftest import ROOT, TWO, Ran, offline_env, run_py
 from .wandb_offline import inspect_run, leet_inspect_cli, offline_run_dir
 
 
@@ -41,37 +41,30 @@ def agent_run(tmp_path: Path, env: dict[str, str], point: dict, run_id: str, com
     return argv, proc
 
 
-# The default tests' three train.py runs, two at a time (conftest.TwoAtATime), each in its own
-# folder with its own offline wandb; the 20 digits epochs first, the two short runs beside them.
-TWO = TwoAtATime()
+# The default tests' three train.py runs, each in its own folder with its own offline wandb,
+# run two at a time with the other tests' work (conftest.TwoAtATime).
 AGENT_POINT = {"epochs": 2, "lr": 0.01, "optimizer": "sgd", "seed": 3, "batchnorm": False}
 NAN_POINT = {"epochs": 3, "lr": 1.0e10, "optimizer": "sgd", "batchnorm": False}
 
 
-@pytest.fixture(scope="module")
-def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
-    return TWO.run(request, tmp_path_factory)
-
-
-@TWO.of("test_digits_cnn_reaches_the_bar")
+@TWO.of("test_digits_cnn_reaches_the_bar", 11)
 def digits_20_epochs(folder: Path) -> subprocess.CompletedProcess[str]:
     env = offline_env(folder) | {"SWEEPMAP_RECORD": str(folder / "digits.jsonl")}
     return run_py(["train.py", "--epochs=20"], env)
 
 
-@TWO.of("test_train_py_as_the_agent_starts_it")
+@TWO.of("test_train_py_as_the_agent_starts_it", 7)
 def agent_point(folder: Path) -> tuple[list[str], subprocess.CompletedProcess[str]]:
     return agent_run(folder, offline_env(folder), AGENT_POINT, "agentrun1")
 
 
-@TWO.of("test_exploding_loss_fails_the_run")
+@TWO.of("test_exploding_loss_fails_the_run", 7)
 def nan_point(folder: Path) -> tuple[list[str], subprocess.CompletedProcess[str]]:
     return agent_run(folder, offline_env(folder), NAN_POINT, "nanrun01")
 
 
-def test_train_py_as_the_agent_starts_it(ran: dict[str, Ran]) -> None:
-    this, point = ran["test_train_py_as_the_agent_starts_it"], AGENT_POINT
-    tmp_path, (argv, proc) = this.folder, this.result()
+def test_train_py_as_the_agent_starts_it(ran: Ran) -> None:
+    tmp_path, (argv, proc), point = ran.folder, ran.result(), AGENT_POINT
     assert argv[:3] == ["/usr/bin/env", "python", "train.py"]
     assert argv[3:] == [
         "--batchnorm=False", "--epochs=2", "--lr=0.01", "--optimizer=sgd", "--seed=3",
@@ -108,9 +101,8 @@ def test_param_file_alone_sets_the_config(wandb_env, tmp_path) -> None:
     assert (config["lr"], config["optimizer"], config["epochs"]) == (0.05, "adamw", 1)
 
 
-def test_exploding_loss_fails_the_run(ran: dict[str, Ran]) -> None:
-    this = ran["test_exploding_loss_fails_the_run"]
-    tmp_path, (_, proc) = this.folder, this.result()
+def test_exploding_loss_fails_the_run(ran: Ran) -> None:
+    tmp_path, (_, proc) = ran.folder, ran.result()
     assert proc.returncode == 1
     assert "run failed: train/loss is nan" in proc.stderr or "is inf" in proc.stderr
     logged = inspect_run(offline_run_dir(tmp_path, "nanrun01"))
@@ -128,12 +120,11 @@ def test_save_model_keeps_the_best_model(wandb_env, tmp_path) -> None:
     assert len(saved) == 1 and saved[0].stat().st_size > 10_000
 
 
-def test_digits_cnn_reaches_the_bar(ran: dict[str, Ran]) -> None:
+def test_digits_cnn_reaches_the_bar(ran: Ran) -> None:
     """README figure: the default digits CNN, 20 epochs, >= 0.97 validation accuracy."""
-    this = ran["test_digits_cnn_reaches_the_bar"]
-    proc = this.result()
+    proc = ran.result()
     assert proc.returncode == 0, proc.stderr
-    _, _, summary = read_record(this.folder / "digits.jsonl")
+    _, _, summary = read_record(ran.folder / "digits.jsonl")
     assert summary[keys.BEST_VAL_ACCURACY] >= 0.97, summary
 
 

@@ -25,7 +25,7 @@ import yaml
 
 from sweepmap import keys
 from sweepmap.config import Config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TWO, Ran
 from tests.fakewandb import FakeWandb
 
 VENV_BIN = Path(sys.executable).parent  # the agent runs `python` from PATH: this one first
@@ -199,19 +199,24 @@ def read_runs_via_api(outcome: SweepOutcome) -> dict[str, Any]:
     return json.loads(line.removeprefix("RESULT "))
 
 
-def test_sweep_agent_api_roundtrip(tmp_path: Path) -> None:
+ROUNDTRIP = {"lr": {"values": [1.0e-3, 1.0e-2]}, "epochs": {"value": 1}, "seed": {"value": 0}}
+
+
+# Run two at a time with the other tests' work (conftest.TwoAtATime): the agent runs one
+# train.py at a time, on one thread.
+@TWO.of("test_sweep_agent_api_roundtrip", 23)
+def roundtrip(tmp_path: Path) -> tuple[FakeWandb, SweepOutcome, dict[str, Any]]:
+    """The sweep through the real CLIs into a fake of its own, then the public API's view."""
     assert wandb.__version__ == "0.31.0", "tests/fakewandb.py speaks wandb 0.31.0's protocol"
-    parameters = {
-        "lr": {"values": [1.0e-3, 1.0e-2]},
-        "epochs": {"value": 1},
-        "seed": {"value": 0},
-    }
-    expected = fake_grid(parameters)
-
     with FakeWandb() as fake:
-        outcome = run_sweep_cli(fake, tmp_path, parameters, TRAIN, extra_env=train_env(tmp_path))
+        outcome = run_sweep_cli(fake, tmp_path, ROUNDTRIP, TRAIN, extra_env=train_env(tmp_path))
         api = read_runs_via_api(outcome)
+    return fake, outcome, api
 
+
+def test_sweep_agent_api_roundtrip(ran: Ran) -> None:
+    tmp_path, (fake, outcome, api) = ran.folder, ran.result()
+    expected = fake_grid(ROUNDTRIP)
     assert fake.unknown == [], fake.unknown  # wandb called something the fake does not serve
     assert list(fake.sweeps) == [outcome.sweep_id]
     runs = fake.sweep_runs(outcome.sweep_id)
