@@ -96,7 +96,8 @@ class TwoAtATime:
     """The processes that some tests only look at the outcome of, run two at a time.
 
     A test's work is a function of a folder of its own, registered in the test's module with
-    `@TWO.of("test_name", seconds)`; it runs the real processes that the test itself ran before
+    `@TWO.of("test_name", seconds)` (or "test_name[id]" for one case of a parametrized test);
+    it runs the real processes that the test itself ran before
     (with their own offline wandb, offline_env, or their own fake) and returns what the test
     looks at. The first test that asks for the `ran` fixture starts the work of every test that
     is to run in this session, two at a time, longest first (`seconds`: about what it takes
@@ -119,9 +120,8 @@ class TwoAtATime:
         return register
 
     def run(self, items: list[pytest.Item], tmp_path_factory: pytest.TempPathFactory) -> None:
-        wanted = {
-            (i.module.__name__, i.originalname) for i in items if isinstance(i, pytest.Function)
-        }
+        tests = [i for i in items if isinstance(i, pytest.Function)]
+        wanted = {(i.module.__name__, name) for i in tests for name in (i.originalname, i.name)}
         todo = sorted((k for k in self.work if k in wanted), key=lambda k: -self.work[k][0])
         with ThreadPoolExecutor(2) as pool:
             for key in todo:
@@ -149,7 +149,8 @@ def _two_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 @pytest.fixture
 def ran(request: pytest.FixtureRequest, _two_at_a_time: TwoAtATime) -> Ran:
     """This test's work (TWO.of), ended: its folder and what it returned."""
-    return _two_at_a_time.ran[(request.module.__name__, request.function.__name__)]
+    module, ran = request.module.__name__, _two_at_a_time.ran
+    return ran.get((module, request.node.name)) or ran[(module, request.function.__name__)]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

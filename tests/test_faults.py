@@ -19,7 +19,7 @@ import pytest
 
 from localsweep.store import Store
 
-from .conftest import ROOT, run_py, write_sweep
+from .conftest import ROOT, TWO, Ran, offline_env, run_py, write_sweep
 from .test_localsweep import _processes_with, point_key, wait_for
 from .test_run_path import localsweep, name_of, pid_of, two_running
 from .wandb_offline import inspect_run
@@ -36,18 +36,31 @@ def wandb_finished_per_point(store_dir: Path) -> Counter[str]:
     return found
 
 
+Resumed = tuple[subprocess.CompletedProcess[str], list, Counter[str], Counter[str]]
+
+
+def resume(args: list[str], env: dict[str, str], sweep: Path, store_dir: Path) -> Resumed:
+    """`localsweep run` again; then its runs, and the finished runs per point in the store and
+    in wandb's own files."""
+    resumed = localsweep(args, env)
+    runs = Store(store_dir).runs(name_of(sweep))
+    finished = Counter(point_key(r.config) for r in runs if r.state == "finished")
+    return resumed, runs, finished, wandb_finished_per_point(store_dir)
+
+
+def each_point_finished_once(got: Resumed, points: int) -> None:
+    """The resume completed the grid with one finished run per point, in the store and in
+    wandb's own files."""
+    resumed, runs, finished, on_wandb = got
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert len(finished) == points and set(finished.values()) == {1}, runs
+    assert len(on_wandb) == points and set(on_wandb.values()) == {1}, on_wandb
+
+
 def resume_then_each_point_finished_once(
     args: list[str], env: dict[str, str], sweep: Path, store_dir: Path, points: int
 ) -> None:
-    """`localsweep run` again completes the grid with one finished run per point, in the
-    store and in wandb's own files."""
-    resumed = localsweep(args, env)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    runs = Store(store_dir).runs(name_of(sweep))
-    finished = Counter(point_key(r.config) for r in runs if r.state == "finished")
-    assert len(finished) == points and set(finished.values()) == {1}, runs
-    on_wandb = wandb_finished_per_point(store_dir)
-    assert len(on_wandb) == points and set(on_wandb.values()) == {1}, on_wandb
+    each_point_finished_once(resume(args, env, sweep, store_dir), points)
 
 
 def three_points(tmp_path: Path, epochs: int = 2) -> Path:
@@ -62,15 +75,30 @@ def three_points(tmp_path: Path, epochs: int = 2) -> Path:
         pytest.param("before-store", marks=pytest.mark.slow),  # all but the store
     ],
 )
-def test_a_kill_inside_a_crash_window_leaves_one_finished_run(wandb_env, tmp_path, window):
-    # The first run is killed in the window; resume runs it again, and the point after it.
-    sweep = write_sweep(tmp_path / "two.yaml", {"seed": [0, 1], "epochs": 1})
-    store_dir = tmp_path / "store"
-    args = ["run", str(sweep), "--store", str(store_dir)]
-    first = localsweep(args, {**wandb_env, "SWEEPMAP_FAULT": window})
+def test_a_kill_inside_a_crash_window_leaves_one_finished_run(ran: Ran, window: str) -> None:
+    first, resumed = ran.result()
     assert first.returncode == 1, first.stdout + first.stderr
     assert "agent 0" in first.stdout and "died: killed by SIGKILL" in first.stdout
-    resume_then_each_point_finished_once(args, wandb_env, sweep, store_dir, points=2)
+    each_point_finished_once(resumed, points=2)
+
+
+def kill_in_the_window(window: str) -> None:
+    """The sweep of one case above, run two at a time with the other tests' work
+    (conftest.TwoAtATime): the kill comes at a named point of the code, not after a time."""
+
+    @TWO.of(f"test_a_kill_inside_a_crash_window_leaves_one_finished_run[{window}]", 15)
+    def work(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Resumed]:
+        # The first run is killed in the window; resume runs it again, and the point after it.
+        env = offline_env(tmp_path)
+        sweep = write_sweep(tmp_path / "two.yaml", {"seed": [0, 1], "epochs": 1})
+        store_dir = tmp_path / "store"
+        args = ["run", str(sweep), "--store", str(store_dir)]
+        first = localsweep(args, {**env, "SWEEPMAP_FAULT": window})
+        return first, resume(args, env, sweep, store_dir)
+
+
+for _window in ("after-wandb-finish", "before-wandb-finish", "before-store"):
+    kill_in_the_window(_window)
 
 
 @pytest.mark.slow
