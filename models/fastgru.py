@@ -36,10 +36,12 @@ from torch import Tensor, nn
 
 def applies(rnn: nn.GRU, x: Tensor) -> bool:
     """Whether `fast_gru` computes what `rnn(x)` computes, faster: a plain nn.GRU training
-    on the CPU, unidirectional, with biases and no dropout between layers, on padded input."""
+    on the CPU, unidirectional, with biases and no dropout between layers, on padded input,
+    outside autocast (whose casts inside the custom node would mix bf16 and float)."""
     return bool(
         type(rnn) is nn.GRU
         and x.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
         and x.dtype in (torch.float32, torch.float64)
         and torch.is_grad_enabled()
         and rnn.weight_hh_l0.requires_grad
