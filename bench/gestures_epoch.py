@@ -38,6 +38,8 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from bench.facts import ROOT, machine_facts
+from bench.peers_report import git_commit
 from bench.report import append
 from data import Dataset, Split, load_dataset
 from data.gestures import SOURCE
@@ -108,7 +110,7 @@ def sweepmap_run(variant: str, data: Dataset, seed: int, epochs: int) -> Trace:
 
 
 COURSE_SCRIPT = Path(__file__).with_name("course_epoch.py")
-COURSE_VENV_PYTHON = Path(__file__).resolve().parents[1] / ".venv-course" / "bin" / "python"
+COURSE_VENV_PYTHON = ROOT / ".venv-course" / "bin" / "python"
 HOW_TO_BUILD = "`make bench-gestures` builds .venv-course from bench/course.lock"
 
 
@@ -214,6 +216,7 @@ def main() -> None:
     torch.set_num_threads(1)
     importlib.import_module("torch._dynamo")  # torch.optim's one-off import, out of epoch 1
     data = load_dataset("gestures")
+    facts, load_before = machine_facts(), os.getloadavg()[0]
     python = find_course_python(args.course_python, os.environ)
     zip_path = os.environ.get(SOURCE.env)
     missing = course_unavailable(python, zip_path)
@@ -231,7 +234,19 @@ def main() -> None:
             traces[name].append(trace)
             print(f"round {seed} {name}: {spread(trace.seconds)} s/epoch, "
                   f"accuracy {trace.accuracy[-1]:.3f}", flush=True)  # fmt: skip
-    lines = report(traces, args.epochs)
+    command = f"python -m bench.gestures_epoch --epochs {args.epochs} --rounds {args.rounds}"
+    load = f"load average {load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    lines = [
+        "",
+        "## Gestures epoch: sweepmap's loop, step by step, against the course's pipeline",
+        "",
+        f"`{command}` (`make bench-gestures`: 20 epochs, 3 rounds) at commit "
+        f"{git_commit(ROOT)}, {facts['date']}; {facts['cpu']}, one torch thread, "
+        f"{facts['versions']}; {load}. Medians (ranges) over every epoch of the rounds; the "
+        "ratios are paired within a round.",
+        "",
+        *report(traces, args.epochs),
+    ]
     if missing:
         lines.append(missing)
     append(lines, args.out)

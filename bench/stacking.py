@@ -18,7 +18,6 @@ import argparse
 import importlib
 import resource
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 import yaml
 
 from bench.facts import ROOT, machine_busy_s, machine_facts
+from bench.peers_report import git_commit
 from bench.report import append
 from data import Dataset, DataUnavailable, load_dataset
 from models import build_model
@@ -168,8 +168,7 @@ def main() -> None:
     torch.set_num_threads(1)
     importlib.import_module("torch._dynamo")  # torch.optim's one-off import, before any clock
     facts = machine_facts()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = git_commit(ROOT)
     digits = load_dataset("digits")
     cells = lambda k: study_cells(args.sweep, args.optimizer, k)  # noqa: E731
     stacked(cells(2), digits)  # warm both paths once: first-call costs out of round 0
