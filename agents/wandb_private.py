@@ -1,11 +1,12 @@
 """Every touch of wandb's private internals, in one place, each one guarded.
 
-sweepmap pins wandb 0.31.0 (pyproject.toml) and leans on five of its internals: the agent's
-command macros, the param-file writer, the heartbeat interval of `wandb.agent`, the module the
-first `wandb.init` imports, and the package list and git state that every `wandb.init` reads
-afresh. Each helper below checks that wandb is the pinned version and that the attribute it
-uses exists; otherwise it takes wandb's own behaviour (or, for the two the agent contract
-cannot do without, stops with one line) and says so once, in one line, on stderr.
+sweepmap pins wandb 0.31.0 (pyproject.toml) and leans on these internals: the agent's command
+macros, the param-file writer, the heartbeat interval of `wandb.agent` (and the CLI agent's
+poll, for the contract tests), the module the first `wandb.init` imports, the package list and
+git state that every `wandb.init` reads afresh, and wandb-core's reader of offline runs. Each
+helper below checks that wandb is the pinned version and that the attribute it uses exists;
+otherwise it takes wandb's own behaviour (or, for those the agent contract cannot do without,
+stops with one line) and says so once, in one line, on stderr.
 """
 
 from __future__ import annotations
@@ -117,19 +118,38 @@ def expand_envvars(template: list[str]) -> list[str]:
     return [str(c) for c in expand(list(template))]
 
 
+def set_wandb_agent_poll(seconds: float) -> bool:
+    """`wandb agent` (the CLI's loop, wandb_agent.Agent) waits 5 s between two looks at its
+    runs; the contract tests run it with a shorter wait, the same client and requests."""
+    agent = _private("wandb.wandb_agent", "Agent", "the CLI agent's poll stays at 5 s")
+    if agent is None or getattr(agent, "POLL_INTERVAL", None) != 5:
+        return False
+    agent.POLL_INTERVAL = seconds
+    return True
+
+
+def leet_inspect(run_dir: Path, *options: str) -> str:
+    """What `wandb leet inspect OPTIONS RUN_DIR` prints (an unstable command of the pinned
+    wandb). That command is a thin Python wrapper (wandb/cli/leet.py) around the bundled
+    wandb-core binary, `wandb-core leet inspect --no-observability OPTIONS --run-file RUN.wandb
+    WANDB_DIR`; this runs the binary so, the same reader and output without the CLI's 0.9 s
+    of Python start-up. OSError, SubprocessError or ValueError when it cannot read the run."""
+    core_path = _needed("wandb.util", "get_core_path")
+    run_dir = run_dir.resolve()
+    [run_file] = run_dir.glob("run-*.wandb")  # as the CLI: one log in a run's directory
+    argv = [core_path(), "leet", "inspect", "--no-observability", *options,
+            "--run-file", str(run_file), str(run_dir.parent)]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+
+
 def offline_run_ended(run_dir: Path) -> bool | None:
     """Whether wandb's files of a run hold its exit record, read with the pinned wandb's own
-    reader (`wandb leet inspect`, an unstable command); None when it cannot tell."""
+    reader (`leet_inspect`); None when it cannot tell."""
     import wandb
 
     if wandb.__version__ != PINNED:
         return None
-    cli = Path(sys.executable).with_name("wandb")
     try:
-        out = subprocess.run(
-            [str(cli), "leet", "inspect", "--summary", "--json", str(run_dir)],
-            capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
-        return json.loads(out.stdout).get("exit_code") is not None
+        return json.loads(leet_inspect(run_dir, "--summary", "--json")).get("exit_code") is not None
     except (OSError, subprocess.SubprocessError, ValueError):
         return None

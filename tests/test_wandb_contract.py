@@ -32,17 +32,16 @@ VENV_BIN = Path(sys.executable).parent  # the agent runs `python` from PATH: thi
 TRAIN = ROOT / "train.py"
 WANDB_CLI = [sys.executable, "-m", "wandb"]
 # `wandb agent` itself, as `python -m wandb agent` runs it, but with its run loop's idle wait
-# (wandb_agent.Agent.POLL_INTERVAL, 5 s between two looks at its runs and two heartbeats) at
-# 0.5 s: the same client code, train.py as its subprocess and the same requests to the fake,
-# without the ~10 s that two runs spent idling (agents/wandb_private.py shortens the in-process
-# agent's heartbeat the same way).
+# (wandb_agent.Agent.POLL_INTERVAL, 5 s between two looks at its runs and two heartbeats, set
+# through agents/wandb_private.py) at 0.5 s: the same client code, train.py as its subprocess
+# and the same requests to the fake, without the ~10 s that two runs spent idling (the
+# in-process agent's heartbeat is shortened the same way).
 AGENT_POLL_S = 0.5
 WANDB_AGENT = [
     sys.executable,
     "-c",
-    "from wandb import wandb_agent\n"
-    "assert wandb_agent.Agent.POLL_INTERVAL == 5, 'wandb changed its agent loop'\n"
-    f"wandb_agent.Agent.POLL_INTERVAL = {AGENT_POLL_S}\n"
+    "from agents.wandb_private import set_wandb_agent_poll\n"
+    f"assert set_wandb_agent_poll({AGENT_POLL_S}), 'wandb changed its agent loop'\n"
     "from wandb.cli import cli\n"
     "cli.cli(prog_name='python -m wandb')\n",
     "agent",

@@ -4,11 +4,9 @@ wandb 0.31 has no public Python reader for offline `.wandb` files; `wandb leet i
 --summary --json` prints a run's config, summary, state and tags. It is marked unstable,
 so this helper is tied to wandb==0.31.0 (pyproject.toml).
 
-That command is a thin Python wrapper (wandb/cli/leet.py) that runs the bundled wandb-core
-binary as `wandb-core leet inspect [--no-observability] OPTIONS --run-file RUN.wandb WANDB_DIR`.
-This helper runs that binary with those arguments itself: the same reader and the same output,
-in 0.02 s instead of the CLI's 0.9 s of Python start-up. `leet_inspect_cli` runs the command as
-a user types it; tests/test_train.py checks that the two print the same.
+It reads through `agents.wandb_private.leet_inspect`, which runs the wandb-core binary behind
+that command (0.02 s instead of the CLI's 0.9 s); `leet_inspect_cli` runs the command as a
+user types it, and tests/test_train.py checks that the two print the same.
 """
 
 from __future__ import annotations
@@ -18,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from agents.wandb_private import leet_inspect
 
 
 def offline_run_dir(wandb_root: Path, run_id: str) -> Path:
@@ -29,30 +29,17 @@ def offline_run_dir(wandb_root: Path, run_id: str) -> Path:
 def leet_inspect_cli(run_dir: Path, *options: str) -> str:
     """`wandb leet inspect OPTIONS RUN_DIR`, the pinned wandb's command."""
     wandb_cli = Path(sys.executable).with_name("wandb")
-    return _stdout([str(wandb_cli), "leet", "inspect", *options, str(run_dir)])
-
-
-def _leet_inspect(run_dir: Path, *options: str) -> str:
-    """What `leet_inspect_cli` prints, from the wandb-core command that it runs."""
-    from wandb.util import get_core_path
-
-    run_dir = run_dir.resolve()
-    [run_file] = run_dir.glob("run-*.wandb")  # as the CLI: one log in a run's directory
-    core = [get_core_path(), "leet", "inspect", "--no-observability", *options]
-    return _stdout([*core, "--run-file", str(run_file), str(run_dir.parent)])
-
-
-def _stdout(argv: list[str]) -> str:
+    argv = [str(wandb_cli), "leet", "inspect", *options, str(run_dir)]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
 
 
 def inspect_run(run_dir: Path) -> dict[str, Any]:
     """Config, summary, state and tags of an offline run."""
-    return json.loads(_leet_inspect(run_dir, "--summary", "--json"))
+    return json.loads(leet_inspect(run_dir, "--summary", "--json"))
 
 
 def run_record(run_dir: Path) -> dict[str, Any]:
     """The run's `run` record (config, git, host, ...): the first record of that type."""
-    lines = _leet_inspect(run_dir, "--json").splitlines()
+    lines = leet_inspect(run_dir, "--json").splitlines()
     records = (json.loads(line) for line in lines if line.startswith("{"))
     return next(r["run"] for r in records if r.get("type") == "run")
