@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.facts import machine_facts
+from bench.stacking import spread
 from data import load_dataset
+from localsweep.agent import MAX_STACK
 from models import build_model
 from sweepmap.config import Config
 from sweepmap.runtime import seed_everything
@@ -90,6 +92,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=100, help="steps a measurement (default 100)")
     args = p.parse_args()
+    if not 2 <= args.k <= MAX_STACK:
+        p.error(f"--k {args.k}: a stack has 2 to {MAX_STACK} runs")
+    if args.rounds < 1 or args.steps < 1:
+        p.error("--rounds and --steps: each must be >= 1")
     torch.set_num_threads(1)
     named = steps(args.k)
     for step in named.values():  # warm-up: first calls allocate and pick kernels
@@ -100,12 +106,12 @@ def main() -> None:
         for name in order:
             times[name].append(per_step_ms(named[name], args.steps))
     facts = machine_facts()
-    print(f"python -m bench.stack_floor --k {args.k} --rounds {args.rounds}; "
+    print(f"python -m bench.stack_floor --k {args.k} --rounds {args.rounds} --steps {args.steps}; "
           f"{facts.get('cpu', '')}; one thread")  # fmt: skip
     med = {name: statistics.median(ts) for name, ts in times.items()}
     one, stack, dense = (med[name] for name in named)
     for name, ts in times.items():
-        print(f"- {name}: {med[name]:.2f} ms a step ({min(ts):.2f} to {max(ts):.2f})")
+        print(f"- {name}: {spread(ts, 2)} ms a step")
     print(f"- the stack against {args.k} steps one at a time: {args.k * one / stack:.2f}x")
     print(f"- the stack against its arithmetic's floor: {stack / dense:.2f} of the dense time")
 
