@@ -5,7 +5,7 @@ python -m localsweep create sweeps/lr_optimizer.yaml           # like `wandb swe
 python -m localsweep agent lr_optimizer-3f4885                 # like `wandb agent`
 python -m localsweep status [lr_optimizer-3f4885]
 python -m localsweep repair                                    # rebuild a damaged store
-python -m localsweep sync lr_optimizer-3f4885 --project P      # upload to the team's wandb
+python -m localsweep sync lr_optimizer-3f4885 [--project P]    # upload into its runs' project
 
 Exit codes: 0 when every point finished (a scan's: or stopped early); 1 when some did not
 (failed, error, crashed or never run); 2 for bad input (nothing is written); 3 when the store

@@ -7,6 +7,12 @@ on their own merits). wandb wrote their exit, so the server shows each with its 
 errored and unfinished runs are left out and counted: they have no exit record (the server
 would show them running), and `localsweep run` runs their points again; sync after that.
 
+Into which project: the one the runs were written for, read from their records (WANDB_PROJECT
+when they ran, else wandb's default: the git repository's name). `wandb sync --project P` moves
+a run to P but logs its artifacts (the confusion chart's table, a saved model) where its records
+say, so the team's project would show runs whose tables live in another. A --project other
+than the one a run with artifacts was written for is refused, in one line, before any upload.
+
 Idempotent: wandb-core marks an uploaded `run-ID.wandb` with `run-ID.wandb.synced` beside it,
 but that marker does not say where to, so a run synced to one project would be skipped for
 another. The store keeps its own note instead, `synced/NAME.json`: per ENTITY/PROJECT, the
@@ -38,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.wandb_private import offline_run_projects
 from localsweep.store import Store
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE
 
@@ -50,7 +57,10 @@ NO_FILES = "no wandb files"  # ended, but wandb wrote nothing (WANDB_MODE=disabl
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", help="the local sweep's name (`localsweep status` lists them)")
-    p.add_argument("--project", required=True, help="the team's wandb project")
+    p.add_argument("--project", default=None,
+                   help="the team's wandb project (default: the one the runs were written for, "
+                   "WANDB_PROJECT when they ran; another is refused when their tables are "
+                   "elsewhere)")  # fmt: skip
     p.add_argument("--entity", default=None, help="wandb entity (default: your default one)")
     p.add_argument(
         "--attach",
@@ -69,6 +79,8 @@ class Upload:
     run_id: str
     state: str
     logs: tuple[Path, ...]
+    project: str | None = None  # the one its records were written for; None: unreadable
+    tables: frozenset[str] = frozenset()  # the projects its artifacts were logged to
 
     @property
     def synced(self) -> bool:
@@ -87,10 +99,43 @@ def plan(store: Store, name: str) -> tuple[list[Upload], Counter[str]]:
         folders = sorted((store.root / "wandb").glob(f"offline-run-*-{run.id}"))
         logs = tuple(log for folder in folders for log in sorted(folder.glob("*.wandb")))
         if logs:
-            ready.append(Upload(run.id, run.state, logs))
+            read = [offline_run_projects(log.parent) for log in logs]
+            found = {r[0] for r in read if r is not None}
+            project = found.pop() if len(found) == 1 and None not in read else None
+            tables = frozenset(p for r in read if r is not None for p in r[1])
+            ready.append(Upload(run.id, run.state, logs, project, tables))
         else:
             left[NO_FILES] += 1
     return ready, left
+
+
+def choose_project(name: str, wanted: str | None, ready: list[Upload]) -> tuple[str, str]:
+    """(the project to sync into, "") or ("", why not, one line)."""
+    if wanted is None:
+        written = Counter(up.project or "?" for up in ready)
+        if len(written) == 1 and "?" not in written:
+            return next(iter(written)), ""
+        if not written:
+            return "", f"{name}: no run has wandb files to read a project; name one with --project"
+        if "?" in written:
+            n = written["?"]
+            return "", (f"{name}: cannot read the project {n} of its runs {_were(n)} written for; "
+                        "name one with --project")  # fmt: skip
+        listed = ", ".join(f"'{p}' ({n} run{'s' * (n != 1)})" for p, n in sorted(written.items()))
+        return "", f"{name}: its runs were written for projects {listed}; name one with --project"
+    moved = [up for up in ready if up.tables - {wanted}]
+    if not moved:
+        return wanted, ""
+    held = sorted({p for up in moved for p in up.tables} - {wanted})
+    n = len(moved)
+    return "", (f"{name}: --project {wanted}: {n} of its runs {_were(n)} written for project "
+                f"{', '.join(map(repr, held))} and their tables would stay there (wandb sync moves "
+                f"a run, not its artifacts); sync with --project {held[0]}, or run the study with "
+                f"WANDB_PROJECT={wanted}")  # fmt: skip
+
+
+def _were(n: int) -> str:
+    return "was" if n == 1 else "were"
 
 
 def note_path(store: Store, name: str) -> Path:
@@ -174,20 +219,24 @@ def cmd_sync(args: argparse.Namespace) -> int:
     name = args.sweep
     store.sweep(name)  # a clear KeyError (one line, exit 2) for an unknown name
     ready, left = plan(store, name)
+    project, why_not = choose_project(name, args.project, ready)
+    if why_not:  # before the server is asked anything or a file goes up
+        print(f"localsweep: sync: {why_not}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         api, entity = connect(args.entity)
     except Exception as err:  # no key, no server: one line, nothing uploaded
         first = (str(err).strip().splitlines() or [""])[0]
         print(f"localsweep: sync: wandb: {type(err).__name__}: {first}", file=sys.stderr)
         return EXIT_USAGE
-    where = f"{entity}/{args.project}"
+    where = f"{entity}/{project}"
     notes = read_note(store, name)
     note = notes.setdefault(where, {})
     before = set(note.get("runs", []))
     todo = [up for up in ready if up.run_id not in before]
     if todo:  # wandb sync is quiet until it is done: say what it is doing meanwhile
         print(f"uploading {len(todo)} runs with wandb sync ...", file=sys.stderr, flush=True)
-    uploaded, why = wandb_sync(todo, entity, args.project) if todo else ([], "")
+    uploaded, why = wandb_sync(todo, entity, project) if todo else ([], "")
     note["runs"] = sorted(before | {up.run_id for up in uploaded})
     write_note(store, name, notes)
 
@@ -215,7 +264,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     if args.attach:
         done = [up.run_id for up in ready if up.state in ATTACHED and up.run_id in on_server]
-        sweep_id = attach(api, store, name, entity, args.project, done, note)
+        sweep_id = attach(api, store, name, entity, project, done, note)
         write_note(store, name, notes)
         url = api.sweep(f"{where}/{sweep_id}").url
         points = {json.dumps(store.run(r).config, sort_keys=True) for r in done}
@@ -225,5 +274,5 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"  {holes} grid point(s) without a finished run there; run them with: "
                   f"python -m agents {where}/{sweep_id}", flush=True)  # fmt: skip
     if args.publish:
-        return publish(store, name, entity, args.project)
+        return publish(store, name, entity, project)
     return EXIT_OK

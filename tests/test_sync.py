@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from localsweep.store import Store
-from localsweep.sync import note_path, plan
+from localsweep.sync import Upload, choose_project, note_path, plan
 from tests.conftest import ROOT, TWO, Ran, write_sweep
 from tests.fakewandb import FakeWandb
 from tests.test_publish import read_run
@@ -76,7 +76,9 @@ def test_sync_uploads_once_then_attaches(tmp_path: Path) -> None:
         local = {r.id: r for r in store.runs(name)}
 
         args = ["sync", name, "--project", "team", "--store", str(store_dir)]
-        first = localsweep(env, *args)
+        elsewhere = localsweep(env, "sync", name, "--project", "other", "--store", str(store_dir))
+        assert fake.ops == []  # refused before the server was asked anything
+        first = localsweep(env, "sync", name, "--store", str(store_dir))  # the runs' project
         assert first.returncode == 0, first.stdout + first.stderr
         got = read_back(env, f"{fake.entity}/team")
         bucket_calls = fake.ops.count("UpsertBucket")
@@ -94,6 +96,11 @@ def test_sync_uploads_once_then_attaches(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stdout + again.stderr
     assert fake.unknown == [], fake.unknown
 
+    assert elsewhere.returncode == 2 and elsewhere.stdout == "", elsewhere.stderr
+    assert elsewhere.stderr.startswith(f"localsweep: sync: {name}: --project other: 3 of its runs")
+    # Every table of a synced run (its confusion chart) is in the project its run is in.
+    tables = [a for a in fake.artifacts.values() if a.type == "run_table"]
+    assert len(tables) >= 4 and {a.project for a in tables} == {"team"}
     lines = first.stdout.splitlines()
     assert lines[0] == (f"{name} -> {fake.entity}/team: 0 runs already synced, 3 uploaded; "
                         "left out: 1 crashed (no exit record: sync again once `localsweep run` "
@@ -188,3 +195,56 @@ def test_no_key_no_server_unknown_sweep_are_one_line_exit_2(ran: Ran) -> None:
     # Nothing was uploaded or noted: no marker beside the run's file, no note in the store.
     assert not list((store_dir / "wandb").glob("*/*.synced"))
     assert not note_path(Store(store_dir), name).exists()
+
+
+@TWO.of("test_another_project_than_the_runs_tables_is_refused", 7)
+def written_elsewhere(tmp_path: Path) -> tuple[Any, ...]:
+    """One real offline run of train.py written for project 'elsewhere' (its confusion chart's
+    table logged there), then a sync of it to 'team': (store, sweep, fake, plan, the sync)."""
+    sweep = write_sweep(tmp_path / "one.yaml", {"lr": 1.0e-2, "epochs": 1, "seed": 0})
+    store_dir = tmp_path / "store"
+    with FakeWandb() as fake:
+        env = isolated_env(fake, tmp_path, "elsewhere") | train_env(tmp_path)
+        ran = localsweep(env | {"WANDB_MODE": "offline"}, "run", str(sweep), "--store",
+                         str(store_dir))  # fmt: skip
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        [name] = [s.name for s in Store(store_dir).sweeps()]
+        ready, _ = plan(Store(store_dir), name)
+        synced = localsweep(env, "sync", name, "--project", "team", "--store", str(store_dir))
+    return store_dir, name, fake, ready, synced
+
+
+def test_another_project_than_the_runs_tables_is_refused(ran: Ran) -> None:
+    store_dir, name, fake, ready, synced = ran.result()
+    # wandb sync --project team would put the run in team and its table in 'elsewhere'.
+    [up] = ready
+    assert (up.project, up.tables) == ("elsewhere", frozenset({"elsewhere"}))
+    assert synced.returncode == 2 and synced.stdout == "", synced.stdout + synced.stderr
+    assert synced.stderr.splitlines() == [
+        f"localsweep: sync: {name}: --project team: 1 of its runs was written for project "
+        "'elsewhere' and their tables would stay there (wandb sync moves a run, not its "
+        "artifacts); sync with --project elsewhere, or run the study with WANDB_PROJECT=team"
+    ]
+    assert fake.ops == []  # nothing asked of the server, nothing uploaded
+    assert not list((store_dir / "wandb").glob("*/*.synced"))
+    assert not note_path(Store(store_dir), name).exists()
+
+
+def test_the_project_defaults_to_the_one_the_runs_were_written_for() -> None:
+    def up(project: str | None, *tables: str) -> Upload:
+        return Upload("r", "finished", (), project, frozenset(tables))
+
+    assert choose_project("s", None, [up("a", "a"), up("a")]) == ("a", "")
+    assert choose_project("s", "b", [up("a")]) == ("b", "")  # no tables: nothing left behind
+    assert choose_project("s", "a", [up("a", "a")]) == ("a", "")
+    for wanted, ready, why in (
+        (None, [], "s: no run has wandb files to read a project; name one with --project"),
+        (None, [up(None)], "s: cannot read the project 1 of its runs was written for; "
+                           "name one with --project"),
+        (None, [up("a"), up("b"), up("b")], "s: its runs were written for projects 'a' (1 run), "
+                                            "'b' (2 runs); name one with --project"),
+    ):  # fmt: skip
+        assert choose_project("s", wanted, ready) == ("", why)
+    project, why = choose_project("s", "b", [up("a", "a"), up("b", "b")])
+    assert project == ""
+    assert why.startswith("s: --project b: 1 of its runs was written for project 'a' ")
