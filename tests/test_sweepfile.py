@@ -45,6 +45,21 @@ def test_levels_and_size_are_the_engines() -> None:
     assert varied(config) == ["lr", "blocks", "inferred", "dropout", "width"]
 
 
+def test_the_grid_is_the_engines_next_runs_in_its_order_without_its_other_searches() -> None:
+    """all_points calls the engine's grid search directly (sklearn stays unloaded); the points
+    and their order are what `sweeps.next_runs` hands out, run_cap included."""
+    code = (
+        "import sys, sweeps; from localsweep.grid import all_points, decode;"
+        f"c = {{'method': 'grid', 'parameters': {PARAMS!r}}};"
+        "ours = all_points(c); gone = 'sklearn' not in sys.modules;"
+        "theirs = [decode(r.config) for r in sweeps.next_runs(c, [], n=1000) if r];"
+        "capped = all_points(dict(c, run_cap=7)) == theirs[:7];"
+        "print(ours == theirs, len(ours), gone, capped)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "270", "True", "True"], out.stderr
+
+
 def test_scans_have_no_grid_axes_to_name() -> None:
     scan = {"parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1}}}
     with pytest.raises(SweepError, match=r"parameters\.lr: log_uniform_values is not a grid"):
