@@ -4,10 +4,9 @@ sweepmap pins wandb 0.31.0 (pyproject.toml) and leans on these internals: the ag
 macros, the param-file writer, the heartbeat interval of `wandb.agent` (and the CLI agent's
 poll, for the contract tests), the module the first `wandb.init` imports, the package list and
 git state that every `wandb.init` reads afresh, and wandb-core's reader of offline runs (their
-exit, and the projects their records name). Each
-helper below checks that wandb is the pinned version and that the attribute it uses exists;
-otherwise it takes wandb's own behaviour (or, for those the agent contract cannot do without,
-stops with one line) and says so once, in one line, on stderr.
+exit, their records). Each helper below checks that wandb is the pinned version and that the
+attribute it uses exists; otherwise it takes wandb's own behaviour (or, for those the agent
+contract cannot do without, stops with one line) and says so once, in one line, on stderr.
 """
 
 from __future__ import annotations
@@ -156,21 +155,15 @@ def offline_run_ended(run_dir: Path) -> bool | None:
         return None
 
 
-def offline_run_projects(run_dir: Path) -> tuple[str, frozenset[str]] | None:
-    """(the project a run's records were written for, the projects its logged artifacts
-    name: its tables, a saved model), read with the pinned wandb's own reader (`leet_inspect`,
-    one JSON record a line); None when it cannot tell."""
+def offline_run_records(run_dir: Path) -> list[dict[str, Any]] | None:
+    """A run's records (`{"type": "run", "run": {...}}`, "artifact", ...), read with the
+    pinned wandb's own reader (`leet_inspect --json`, one record a line); None when it cannot
+    tell."""
     import wandb
 
     if wandb.__version__ != PINNED:
         return None
     try:
-        records = [json.loads(line) for line in leet_inspect(run_dir, "--json").splitlines()]
+        return [json.loads(line) for line in leet_inspect(run_dir, "--json").splitlines()]
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    runs = {str(r["run"].get("project", "")) for r in records if r.get("type") == "run"}
-    made = frozenset(str(r["artifact"].get("project", "")) for r in records
-                     if r.get("type") == "artifact")  # fmt: skip
-    if len(runs) != 1:
-        return None
-    return runs.pop(), made

@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     # No wandb server here: runs log offline unless the user chose otherwise (.env or shell).
     os.environ.setdefault("WANDB_MODE", "offline")
     args = parser().parse_args(argv)
+    # An offline run's artifact files (its tables) wait in wandb's staging folder until `sync`
+    # uploads them: kept in the store, not in ~/.local/share/wandb, they go where the store goes.
+    os.environ.setdefault("WANDB_DATA_DIR", str(Path(args.store).resolve() / "wandb-data"))
     too_many = agents_refusal(getattr(args, "agents", 1))
     if getattr(args, "stack", 0) and not 2 <= args.stack <= MAX_STACK:
         too_many = f"--stack {args.stack}: a stack has 2 to {MAX_STACK} runs"

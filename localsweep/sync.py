@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.wandb_private import offline_run_projects
+from agents.wandb_private import offline_run_records
 from localsweep.store import Store
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE
 
@@ -81,6 +81,7 @@ class Upload:
     logs: tuple[Path, ...]
     project: str | None = None  # the one its records were written for; None: unreadable
     tables: frozenset[str] = frozenset()  # the projects its artifacts were logged to
+    lost: int = 0  # files of its artifacts gone from where wandb staged them
 
     @property
     def synced(self) -> bool:
@@ -99,14 +100,28 @@ def plan(store: Store, name: str) -> tuple[list[Upload], Counter[str]]:
         folders = sorted((store.root / "wandb").glob(f"offline-run-*-{run.id}"))
         logs = tuple(log for folder in folders for log in sorted(folder.glob("*.wandb")))
         if logs:
-            read = [offline_run_projects(log.parent) for log in logs]
-            found = {r[0] for r in read if r is not None}
-            project = found.pop() if len(found) == 1 and None not in read else None
-            tables = frozenset(p for r in read if r is not None for p in r[1])
-            ready.append(Upload(run.id, run.state, logs, project, tables))
+            ready.append(read_upload(run.id, run.state, logs))
         else:
             left[NO_FILES] += 1
     return ready, left
+
+
+def read_upload(run_id: str, state: str, logs: tuple[Path, ...]) -> Upload:
+    """A run's upload, with what its records say: the project they were written for, the
+    projects of its artifacts, and how many of their staged files are gone."""
+    records = [offline_run_records(log.parent) for log in logs]
+    if any(r is None for r in records):
+        return Upload(run_id, state, logs)
+    read = [r for rs in records if rs is not None for r in rs]
+    runs = {str(r["run"].get("project", "")) for r in read if r.get("type") == "run"}
+    made = [r["artifact"] for r in read if r.get("type") == "artifact"]
+    # An offline run's artifact files wait in wandb's staging folder (WANDB_DATA_DIR) until
+    # `wandb sync` uploads them; one gone there goes up as an empty artifact, and sync says nothing.
+    staged = [e.get("local_path") for a in made for e in a.get("manifest", {}).get("contents", [])]
+    lost = sum(1 for path in staged if path and not Path(path).is_file())
+    project = runs.pop() if len(runs) == 1 else None
+    tables = frozenset(str(a.get("project")) for a in made)
+    return Upload(run_id, state, logs, project, tables, lost)
 
 
 def choose_project(name: str, wanted: str | None, ready: list[Upload]) -> tuple[str, str]:
@@ -234,6 +249,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     note = notes.setdefault(where, {})
     before = set(note.get("runs", []))
     todo = [up for up in ready if up.run_id not in before]
+    lost = [up for up in todo if up.lost]
+    if lost:
+        files = sum(up.lost for up in lost)
+        print(f"localsweep: sync: {name}: {len(lost)} of the runs to upload lost the staged files "
+              f"of their tables ({files} file{'s' * (files != 1)}, gone from WANDB_DATA_DIR "
+              "since they ran): they go up without them", file=sys.stderr)  # fmt: skip
     if todo:  # wandb sync is quiet until it is done: say what it is doing meanwhile
         print(f"uploading {len(todo)} runs with wandb sync ...", file=sys.stderr, flush=True)
     uploaded, why = wandb_sync(todo, entity, project) if todo else ([], "")
@@ -246,6 +267,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     failed = len(todo) - len(uploaded)
     if failed:
         line += f", {failed} not uploaded ({why})"
+    if lost:
+        line += f" ({len(lost)} without their tables: their staged files were gone)"
     states = {s: n for s, n in left.items() if s != NO_FILES}
     if states:
         out = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))

@@ -10,6 +10,7 @@ with their config and summary. `--attach` makes a sweep of exactly the finished 
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -197,37 +198,57 @@ def test_no_key_no_server_unknown_sweep_are_one_line_exit_2(ran: Ran) -> None:
     assert not note_path(Store(store_dir), name).exists()
 
 
-@TWO.of("test_another_project_than_the_runs_tables_is_refused", 7)
+@TWO.of("test_another_project_than_the_runs_tables_is_refused", 10)
 def written_elsewhere(tmp_path: Path) -> tuple[Any, ...]:
     """One real offline run of train.py written for project 'elsewhere' (its confusion chart's
-    table logged there), then a sync of it to 'team': (store, sweep, fake, plan, the sync)."""
+    table logged there), with localsweep's own WANDB_DATA_DIR; then a sync of it to 'team', and
+    one to its own project once its table's staged file is gone: (store, sweep, fake, plan,
+    the two syncs)."""
     sweep = write_sweep(tmp_path / "one.yaml", {"lr": 1.0e-2, "epochs": 1, "seed": 0})
     store_dir = tmp_path / "store"
     with FakeWandb() as fake:
         env = isolated_env(fake, tmp_path, "elsewhere") | train_env(tmp_path)
+        env.pop("WANDB_DATA_DIR")
         ran = localsweep(env | {"WANDB_MODE": "offline"}, "run", str(sweep), "--store",
                          str(store_dir))  # fmt: skip
         assert ran.returncode == 0, ran.stdout + ran.stderr
         [name] = [s.name for s in Store(store_dir).sweeps()]
         ready, _ = plan(Store(store_dir), name)
-        synced = localsweep(env, "sync", name, "--project", "team", "--store", str(store_dir))
-    return store_dir, name, fake, ready, synced
+        staged = sorted(p.parent.relative_to(tmp_path).parts for p in tmp_path.rglob("*")
+                        if p.parent.name == "staging" and p.is_file())  # fmt: skip
+        refused = localsweep(env, "sync", name, "--project", "team", "--store", str(store_dir))
+        ops = list(fake.ops)
+        shutil.rmtree(store_dir / "wandb-data")  # a cleaned staging folder
+        synced = localsweep(env, "sync", name, "--store", str(store_dir))
+    return store_dir, name, fake, ops, ready, staged, refused, synced
 
 
 def test_another_project_than_the_runs_tables_is_refused(ran: Ran) -> None:
-    store_dir, name, fake, ready, synced = ran.result()
+    _, name, fake, ops, ready, staged, refused, synced = ran.result()
     # wandb sync --project team would put the run in team and its table in 'elsewhere'.
     [up] = ready
-    assert (up.project, up.tables) == ("elsewhere", frozenset({"elsewhere"}))
-    assert synced.returncode == 2 and synced.stdout == "", synced.stdout + synced.stderr
-    assert synced.stderr.splitlines() == [
+    assert (up.project, up.tables, up.lost) == ("elsewhere", frozenset({"elsewhere"}), 0)
+    assert refused.returncode == 2 and refused.stdout == "", refused.stdout + refused.stderr
+    assert refused.stderr.splitlines() == [
         f"localsweep: sync: {name}: --project team: 1 of its runs was written for project "
         "'elsewhere' and their tables would stay there (wandb sync moves a run, not its "
         "artifacts); sync with --project elsewhere, or run the study with WANDB_PROJECT=team"
     ]
-    assert fake.ops == []  # nothing asked of the server, nothing uploaded
-    assert not list((store_dir / "wandb").glob("*/*.synced"))
-    assert not note_path(Store(store_dir), name).exists()
+    assert ops == []  # nothing asked of the server, nothing uploaded
+    # The table's file waited in the store, not in the user's ~/.local/share/wandb.
+    assert staged and set(staged) == {("store", "wandb-data", "artifacts", "staging")}
+    # Once that file is gone, the run still goes up, and the sync says what it lacks.
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert synced.stderr.splitlines()[0] == (
+        f"localsweep: sync: {name}: 1 of the runs to upload lost the staged files of their "
+        "tables (1 file, gone from WANDB_DATA_DIR since they ran): they go up "
+        "without them"
+    )
+    assert synced.stdout.splitlines()[0] == (
+        f"{name} -> {fake.entity}/elsewhere: 0 runs already synced, 1 uploaded (1 without their "
+        "tables: their staged files were gone)"
+    )
+    assert [r.project for r in fake.runs.values()] == ["elsewhere"]
 
 
 def test_the_project_defaults_to_the_one_the_runs_were_written_for() -> None:
