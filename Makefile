@@ -7,6 +7,11 @@ SWEEP ?= sweeps/lr_optimizer.yaml
 AGENTS ?= 2
 STORE ?= .sweepmap
 GPU_SWEEP ?= sweeps/gestures_hidden_dropout.yaml
+# One cell's replicates, the runs a stack takes together (dropout 0: a 2-layer GRU with dropout
+# between its layers packs its batches, which a stack cannot); sized for a short device loan.
+GPU_CELL ?= hidden_size=64,dropout=0.0
+GPU_RUNS ?= 48
+GPU_EPOCHS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-slow lint format bench bench-peers bench-gpu bench-gestures lock clean
@@ -47,9 +52,10 @@ bench: $(STAMP)  ## throughput of the local runner against one process per run
 bench-peers: $(STAMP)  ## sweepmap (one at a time, and --stack 6) against Optuna on one grid
 	$(PY) -m bench.peers --sweep $(SWEEP) --agents $(AGENTS) --rounds 3 --stack 6 --out bench/results.md
 
-bench-gpu: $(STAMP)  ## runs/min with 1, 2, 4, 8 agents on one GPU, fp32 and bf16 (gestures)
-	$(PY) -m bench.packing --sweep $(GPU_SWEEP) --agents 1,2,4,8 --runs 32 --bf16 \
-	  --device cuda --out bench/packing.md
+bench-gpu: $(STAMP)  ## runs/min on one GPU: 1, 2, 4, 8 agents (fp32, bf16) against stacks of 3, 12, 48 (gestures)
+	$(PY) -m bench.packing --sweep $(GPU_SWEEP) --cell $(GPU_CELL) --runs $(GPU_RUNS) \
+	  --epochs $(GPU_EPOCHS) --agents 1,2,4,8 --stack 3,12,48 --bf16 --device cuda \
+	  --out bench/packing.md
 
 # The course's packages cannot share .venv (bench/course.in says why): their own venv.
 COURSE_VENV := .venv-course

@@ -59,6 +59,7 @@ class Measurement:
     train_s: float  # sum of the runs' train_time
     other_cores: float  # CPU of processes outside this benchmark, per second of wall: noise
     accuracy: dict[str, float] = field(default_factory=dict)  # point -> final val/accuracy
+    stacked: int = 0  # finished runs that trained in a stack of 2 or more (their summary says)
 
     @property
     def runs_per_min(self) -> float:
@@ -94,24 +95,28 @@ def bench_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def measure(sweep: Path, mode: str, agents: int, runs: int | None = None) -> Measurement:
-    """Run `sweep` in a fresh store; `runs` limits it to that many first grid points."""
+def measure(
+    sweep: Path, mode: str, agents: int, runs: int | None = None, stack: int = 0
+) -> Measurement:
+    """Run `sweep` in a fresh store; `runs` limits it to that many first grid points, `stack`
+    has each agent train up to that many runs at a time as one stacked model."""
     _, config = load_sweep(sweep)
     name = sweep_name(sweep, config)
     tmp = Path(tempfile.mkdtemp(prefix="sweepmap-bench-"))
     try:
         env, store = bench_env(tmp), str(tmp / "store")
         cli = [sys.executable, "-m", "localsweep"]
+        stacking = ["--stack", str(stack)] if stack else []
         busy0, ours0 = machine_busy_s(), children_cpu_s()
         start = time.perf_counter()
         if runs is None:
             _run_all([[*cli, "run", str(sweep), "--agents", str(agents), "--mode", mode,
-                       "--store", store]], env, tmp)  # fmt: skip
+                       "--store", store, *stacking]], env, tmp)  # fmt: skip
         else:
             # `run` takes no run limit: create the sweep, then agents that stop after a share.
             _run_all([[*cli, "create", str(sweep), "--store", store]], env, tmp)
             shares = [runs // agents + (i < runs % agents) for i in range(agents)]
-            agent = [*cli, "agent", name, "--store", store, "--mode", mode, "--count"]
+            agent = [*cli, "agent", name, "--store", store, "--mode", mode, *stacking, "--count"]
             _run_all([[*agent, str(n)] for n in shares if n], env, tmp)
         wall = time.perf_counter() - start
         other = (machine_busy_s() - busy0) - (children_cpu_s() - ours0)
@@ -127,6 +132,7 @@ def measure(sweep: Path, mode: str, agents: int, runs: int | None = None) -> Mea
             train_s=sum(float(r.summary[keys.TRAIN_TIME]) for r in finished),
             other_cores=max(other, 0.0) / wall,
             accuracy={_point(r.config): float(r.summary[keys.VAL_ACCURACY]) for r in finished},
+            stacked=sum(1 for r in finished if int(r.summary.get(keys.STACKED) or 0) >= 2),
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

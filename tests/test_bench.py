@@ -127,20 +127,41 @@ def test_one_point_gives_the_same_accuracy_in_process_and_per_process(tmp_path: 
 
 
 @pytest.mark.slow
-def test_packing_measures_each_agent_count_on_the_cpu(tmp_path: Path) -> None:
-    """bench.packing end to end, forced onto the CPU: one row per count, same results."""
+def test_packing_measures_each_agent_count_and_stack_on_the_cpu(tmp_path: Path) -> None:
+    """bench.packing end to end, forced onto the CPU: one row per count and per stack, on one
+    cell's replicates (--cell), the stacking row's runs trained in one stack."""
     sweep = write_sweep(
-        tmp_path / "pack.yaml", {"lr": [0.01], "seed": [0, 1], "epochs": 1, "dataset": "digits"}
+        tmp_path / "pack.yaml", {"lr": [0.01], "seed": [5], "epochs": 3, "dataset": "digits"}
     )
     out = tmp_path / "packing.md"
-    code = packing.main(["--sweep", str(sweep), "--agents", "1,2", "--runs", "2",
-                         "--device", "cpu", "--out", str(out)])  # fmt: skip
+    code = packing.main(["--sweep", str(sweep), "--agents", "1,2", "--runs", "2", "--epochs",
+                         "1", "--cell", "lr=0.01", "--stack", "2", "--device", "cpu",
+                         "--out", str(out)])  # fmt: skip
     assert code == 0
     text = out.read_text()
-    rows = [line for line in text.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
-    assert [r.split("|")[1:4] for r in rows] == [[" 1 ", " no ", " 2 "], [" 2 ", " no ", " 2 "]]
-    assert "| 1.00x |" in rows[0]
-    assert "largest difference in final val/accuracy of one grid point 0.0e+00 (2 points" in text
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| 1 |")
+            or line.startswith("| 2 |")]  # fmt: skip
+    # agents, runs a stack, bf16, runs, ..., speed-up, runs stacked
+    assert [r[:4] for r in rows] == [[" 1 ", " - ", " no ", " 2 "], [" 2 ", " - ", " no ", " 2 "],
+                                     [" 1 ", " 2 ", " no ", " 2 "]]  # fmt: skip
+    assert rows[0][6] == " 1.00x " and [r[7] for r in rows] == [" 0 ", " 0 ", " 2 "]
+    assert rows[2][9] == " - "  # no overhead share for a stack: its runs share one loop
+    assert "largest difference in final val/accuracy of one grid point" in text
+
+
+def test_packing_refuses_a_stack_without_a_cell_and_a_bad_cell(capsys) -> None:
+    for argv, said in (
+        (["--stack", "3"], "--stack: needs --cell, so that every row trains the same cell's"),
+        (["--stack", "49", "--cell", "x=1"], "--stack '49': each must be in 2..48"),
+        (["--cell", "hidden_size=64"], "--cell 'hidden_size=64': still varied: dropout; fix"),
+        (["--cell", "width=3"], "--cell 'width=3': expected KEY=VALUE with KEY one of hidden"),
+        (["--cell", "hidden_size=64,dropout=0", "--stack", "12", "--runs", "8"],
+         "--stack 12: more than --runs 8"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            packing.main(["--device", "cpu", *argv])
+        assert exit_info.value.code == 2
+        assert said in capsys.readouterr().err, argv
 
 
 def test_packing_refuses_bf16_without_a_gpu(capsys) -> None:
