@@ -34,7 +34,14 @@ from sweepmap.outcome import (
     interrupt_on,
     one_line,
 )
-from sweepmap.record import CLAIM_ENV, STOP_ENV, Record, record_from_env
+from sweepmap.record import (
+    CLAIM_ENV,
+    STOP_ENV,
+    VERDICT_ENV,
+    Record,
+    await_verdict,
+    record_from_env,
+)
 
 if TYPE_CHECKING:  # torch, wandb and the data load on demand: --help and bad input are instant
     from data import Dataset
@@ -157,6 +164,7 @@ def run_point(
     record: Record | None = None,
     claim: Path | None = None,
     stop: Path | None = None,
+    verdict: Path | None = None,
 ) -> Outcome:
     """One grid point: validate -> load data -> wandb.init -> train -> finish.
 
@@ -164,7 +172,8 @@ def run_point(
     for `main()`, the in-process wandb agent and the local agent alike. `init` is passed to
     `wandb.init` (an in-process agent's run identity); `claim`, a file that exists while the
     run's claim holds, is checked before the run is finished; `stop`, a file its agent writes
-    when the sweep stops the run early, after each epoch. A KeyboardInterrupt (Ctrl-C, or
+    when the sweep stops the run early, after each epoch (once `verdict`, when given, says its
+    agent has judged that epoch). A KeyboardInterrupt (Ctrl-C, or
     SIGTERM through `interrupt_on`) ends the record and the wandb run, then propagates: the
     caller stops (`Outcome.interrupted` gives its outcome).
     """
@@ -183,7 +192,7 @@ def run_point(
     except Exception as err:  # no server, no credentials, a full disk: nothing trained
         failed = Outcome.failure("error", f"wandb.init: {one_line(err)}", EXIT_ENVIRONMENT)
         return end_run(None, record, failed)
-    epoch = epoch_fn(record, on_epoch, stop)
+    epoch = epoch_fn(record, on_epoch, stop, verdict)
     try:
         locked = Config.from_mapping(dict(run.config))
         if locked != cfg:  # the value that trains must be the value that was validated
@@ -220,11 +229,13 @@ def outcome_of(result: FitResult, run: Any, claim: Path | None) -> Outcome:
     return outcome
 
 
-def epoch_fn(record: Record | None, on_epoch: EpochFn | None, stop: Path | None) -> EpochFn | None:
+def epoch_fn(
+    record: Record | None, on_epoch: EpochFn | None, stop: Path | None, verdict: Path | None = None
+) -> EpochFn | None:
     """Each epoch into the run's record first, then `on_epoch`, then the stop file's check."""
     epoch = on_epoch if record is None else _both(record.epoch, on_epoch)
     if stop is not None:
-        epoch = _both(epoch or _nothing, functools.partial(_stop_if_asked, stop))
+        epoch = _both(epoch or _nothing, functools.partial(_stop_if_asked, stop, verdict))
     return epoch
 
 
@@ -254,8 +265,11 @@ def _nothing(metrics: dict[str, Any]) -> None:
     pass
 
 
-def _stop_if_asked(stop: Path, metrics: dict[str, Any]) -> None:
-    """The agent's file that says why the sweep stops this run (process mode)."""
+def _stop_if_asked(stop: Path, verdict: Path | None, metrics: dict[str, Any]) -> None:
+    """The agent's file that says why the sweep stops this run (process mode), read once the
+    agent has judged this epoch when it keeps a verdict file."""
+    if verdict is not None:
+        await_verdict(verdict, int(metrics[keys.EPOCH]))
     if stop.exists():
         raise StopEarly(stop.read_text(encoding="utf-8").strip() or "stopped by its agent")
 
@@ -291,10 +305,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     interrupt_on()
     try:
-        claim, stop = (os.environ.get(k) for k in (CLAIM_ENV, STOP_ENV))
+        claim, stop, verdict = (os.environ.get(k) for k in (CLAIM_ENV, STOP_ENV, VERDICT_ENV))
         outcome = run_point(values, record=record_from_env(),
                             claim=Path(claim) if claim else None,
-                            stop=Path(stop) if stop else None)  # fmt: skip
+                            stop=Path(stop) if stop else None,
+                            verdict=Path(verdict) if verdict else None)  # fmt: skip
     except KeyboardInterrupt as err:
         return Outcome.interrupted(err).exit_code
     if outcome.state in ("invalid", "error"):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import wandb_private
-from sweepmap.record import CLAIM_ENV, RECORD_ENV, STOP_ENV
+from sweepmap.record import CLAIM_ENV, RECORD_ENV, STOP_ENV, VERDICT_ENV
 from sweepmap.sweepfile import encode
 
 # Exit codes of train.py, of every agent and of `localsweep run`.
@@ -59,6 +59,8 @@ class RunIdentity:
     claim_path: Path
     # Written by the agent when a scan's early_terminate rule stops the run (process mode).
     stop_path: Path | None = None
+    # Written by the agent after it has judged each epoch (process mode, early_terminate).
+    verdict_path: Path | None = None
 
     @property
     def tags(self) -> list[str]:
@@ -66,15 +68,19 @@ class RunIdentity:
 
     def env(self) -> dict[str, str]:
         """The variables a child process sees, on top of the agent's own environment."""
-        return {
-            "WANDB_SWEEP_PARAM_PATH": str(self.param_path),
-            "WANDB_RUN_ID": self.run_id,
-            "WANDB_RUN_GROUP": self.group,
-            "WANDB_TAGS": ",".join(self.tags),
-            "WANDB_DIR": str(self.wandb_dir),
-            RECORD_ENV: str(self.record_path),
-            CLAIM_ENV: str(self.claim_path),
-        } | ({STOP_ENV: str(self.stop_path)} if self.stop_path else {})
+        return (
+            {
+                "WANDB_SWEEP_PARAM_PATH": str(self.param_path),
+                "WANDB_RUN_ID": self.run_id,
+                "WANDB_RUN_GROUP": self.group,
+                "WANDB_TAGS": ",".join(self.tags),
+                "WANDB_DIR": str(self.wandb_dir),
+                RECORD_ENV: str(self.record_path),
+                CLAIM_ENV: str(self.claim_path),
+            }
+            | ({STOP_ENV: str(self.stop_path)} if self.stop_path else {})
+            | ({VERDICT_ENV: str(self.verdict_path)} if self.verdict_path else {})
+        )
 
     def init_kwargs(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         """The same, as `wandb.init` arguments, for a run in an agent whose wandb is set up."""

@@ -12,6 +12,7 @@ Both give the same `Outcome` (sweepmap/outcome.py) and the same files:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -34,12 +35,13 @@ from sweepmap.outcome import (
     Outcome,
     StopEarly,
 )
-from sweepmap.record import read_record
+from sweepmap.record import read_record, write_verdict
 
 # A child asked to stop (it got the same signal) has this long to end its wandb run.
 STOP_GRACE_S = 20.0
-# How often a scan's run in its own process is checked against the early_terminate rule.
-POLL_S = 0.5
+# How often a scan's run in its own process is looked at (its record's size): the run waits
+# for each epoch's verdict, so this is the most an epoch waits.
+POLL_S = 0.01
 Execute = Callable[[Run], Outcome]
 
 
@@ -120,6 +122,11 @@ class Process:
         from agents.proc import start_logged
 
         me = local_identity(self.store.root, self.sweep, run.id)
+        if "early_terminate" in self.config and me.stop_path is not None:
+            # The run waits for each epoch's verdict: its stop lands where the rule said.
+            verdict = me.stop_path.with_suffix(".verdict")
+            verdict.unlink(missing_ok=True)
+            me = dataclasses.replace(me, verdict_path=verdict)
         write_params(me.param_path, run.config)
         env = me.env()
         env.setdefault("SWEEPMAP_THREADS", os.environ.get("SWEEPMAP_THREADS", "1"))
@@ -131,27 +138,36 @@ class Process:
         except KeyboardInterrupt as err:
             _stop(proc, err)
             raise
-        if me.stop_path is not None:
-            me.stop_path.unlink(missing_ok=True)
+        for done_with in (me.stop_path, me.verdict_path):
+            if done_with is not None:
+                done_with.unlink(missing_ok=True)
         return self._outcome(me, code, log)
 
     def _wait(self, proc: subprocess.Popen[bytes], me: RunIdentity) -> int:
         """The child's exit code. In a scan with early_terminate, the epochs of its record go
         to the store as they come, and the sweep's rule is asked after each: a run to stop is
-        told through its stop file, which train.py reads after each epoch."""
-        if "early_terminate" not in self.config or me.stop_path is None:
+        told through its stop file, which train.py reads after each epoch once the verdict
+        file says that epoch was judged (so it stops where the rule said, as in-process)."""
+        if me.stop_path is None or me.verdict_path is None:
             return proc.wait()
-        seen = 0
+        seen, size = 0, -1
         while (code := proc.poll()) is None:
             time.sleep(POLL_S)
+            now = me.record_path.stat().st_size if me.record_path.exists() else 0
+            if now == size:  # nothing new: the record is parsed only when it grew
+                continue
+            size = now
             history, _, _ = read_record(me.record_path)
             for metrics in history[seen:]:
                 self.store.log_epoch(me.run_id, int(metrics[keys.EPOCH]), metrics)
-            if len(history) > seen and not me.stop_path.exists():
-                why = self.store.stop_reason(self.sweep, me.run_id)
-                if why:
-                    me.stop_path.parent.mkdir(parents=True, exist_ok=True)
-                    me.stop_path.write_text(why, encoding="utf-8")
+            if len(history) > seen:
+                if not me.stop_path.exists():
+                    why = self.store.stop_reason(self.sweep, me.run_id)
+                    if why:
+                        me.stop_path.parent.mkdir(parents=True, exist_ok=True)
+                        me.stop_path.write_text(why, encoding="utf-8")
+                # After the stop file: a run that reads this verdict finds its stop there.
+                write_verdict(me.verdict_path, int(history[-1][keys.EPOCH]))
             seen = len(history)
         return code
 

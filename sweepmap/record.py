@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,10 @@ CLAIM_ENV = "SWEEPMAP_CLAIM"
 # A file that its agent writes, with the reason, when the sweep's early_terminate rule stops
 # the run: train.py checks for it after each epoch (the in-process agent raises StopEarly).
 STOP_ENV = "SWEEPMAP_STOP"
+# In a scan with early_terminate, run in its own process: a file in which its agent writes the
+# last epoch it has judged. train.py waits for it after each epoch before it checks the stop
+# file, so a stop takes effect at the epoch the rule named, as in-process, not one later.
+VERDICT_ENV = "SWEEPMAP_VERDICT"
 
 
 class Record:
@@ -82,3 +88,32 @@ def read_ending(path: Path | str) -> tuple[str, dict[str, Any]] | None:
         if "ending" in entry:
             return entry["ending"]["state"], entry["ending"]["summary"]
     return None
+
+
+# How long a run waits for its agent's verdict on an epoch before it goes on without it: the
+# agent judges within milliseconds; this only bounds a stuck one (a dead one takes its runs).
+VERDICT_WAIT_S = 60.0
+
+
+def write_verdict(path: Path, epoch: int) -> None:
+    """The agent has judged the run's epochs up to `epoch` (its stop file, if any, is written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(str(epoch), encoding="utf-8")
+    tmp.replace(path)  # whole or not at all: the run reads it as it is replaced
+
+
+def await_verdict(path: Path, epoch: int, wait_s: float = VERDICT_WAIT_S) -> bool:
+    """Wait until the agent has judged `epoch`; False, said once on stderr, if it has not
+    within `wait_s` (the run then goes on, as it would without a verdict file)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            if int(path.read_text(encoding="utf-8") or 0) >= epoch:
+                return True
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.005)
+    print(f"sweepmap: no verdict from the agent on epoch {epoch} in {wait_s:.0f} s; going on",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import signal
 from collections import Counter
 from pathlib import Path
@@ -50,6 +51,12 @@ def write_scan(path: Path, runs: int, epochs: int = 3, **extra: Any) -> Path:
 HYPERBAND = {"early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}}
 
 
+def stopped_at_its_rules_epoch(run: Run) -> None:
+    """A stopped run trained exactly the epochs its reason names: no epoch after the rule's."""
+    named = re.search(r" after (\d+) epochs? ", run.summary["stopped"])
+    assert named and run.summary["epochs_completed"] == int(named.group(1)), run.summary
+
+
 def each_proposal_done_once(store: Store, name: str, cap: int) -> list[Run]:
     """cap points proposed, no two alike, each with exactly one finished or stopped run."""
     points = store.points(name)
@@ -80,6 +87,7 @@ def test_a_hyperband_scan_stops_runs_in_their_own_state_with_the_epochs_they_did
         assert run.summary["epochs_completed"] == len(history) < 4
         assert run.summary["stopped"].startswith("hyperband: best val/accuracy")
         assert run.exit_code == 0
+        stopped_at_its_rules_epoch(run)
     for run in runs:
         if run.state == "finished":
             assert run.summary["epochs_completed"] == 4
@@ -221,6 +229,7 @@ def test_with_mode_process_a_run_is_stopped_through_its_stop_file(wandb_env, tmp
     for run in stopped:
         assert run.summary["epochs_completed"] == len(store.history(run.id)) <= 4
         assert run.summary["stopped"].startswith("hyperband: ")
+        stopped_at_its_rules_epoch(run)  # it waited for each epoch's verdict
     assert not list((store_dir / "stops").rglob("*")) or all(
         p.is_dir() for p in (store_dir / "stops").rglob("*")
     )
