@@ -9,8 +9,8 @@ python -m localsweep sync lr_optimizer-3f4885 [--project P]    # upload into its
 
 Exit codes: 0 when every point finished (a scan's: or stopped early); 1 when some did not
 (failed, error, crashed or never run); 2 for bad input (nothing is written); 3 when the store
-cannot be read or written (a corrupt file, a full disk: one line names it); 128 + N when
-stopped by signal N.
+cannot be read or written (a corrupt file, a full disk: one line names it) or the sweep's data
+cannot be had (one line names the fix); 128 + N when stopped by signal N.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         stop.restore()
     crashed = seen.reap()  # runs of agents that had to be killed
-    for line in dict.fromkeys(seen.refusals):
+    for line in dict.fromkeys(why for _, why in seen.refusals):
         print(line, file=sys.stderr)
     print(counts_line(store, name, total))
     code = exit_code(store, name, total, stop, seen)

@@ -114,7 +114,7 @@ def run_agent(
         execute = make_executor(store, sweep, mode)
     except SweepError as err:
         print(f"localsweep: {err}", file=sys.stderr, flush=True)
-        return EXIT_USAGE
+        return EXIT_ENVIRONMENT if isinstance(err, preflight.Unavailable) else EXIT_USAGE
     interrupt_on()  # SIGTERM ends the run in flight as Ctrl-C does
     stack = stack if stack > 1 and _can_claim_cells(store, sweep, execute) else 0
     began = time.time()

@@ -109,10 +109,15 @@ def check_metric(config: Mapping[str, Any], cwd: Path) -> None:
         )
 
 
+class Unavailable(SweepError):
+    """What the machine lacks for the sweep (its data): exit code 3, not bad input's 2."""
+
+
 def check_data(points: Sequence[Mapping[str, Any]]) -> None:
     """Load each dataset the grid uses (as train.py would, so an in-process agent keeps it),
     and check the device each point asks for; SweepError with the loader's own line (which
-    names the fix) when one cannot be had."""
+    names the fix) when one cannot be had: Unavailable for the data, which this machine has
+    not got (an environment's problem), SweepError for what the sweep asks of it."""
     import train
     from data import DataUnavailable
 
@@ -126,6 +131,6 @@ def check_data(points: Sequence[Mapping[str, Any]]) -> None:
         try:
             train.prepare(point)
         except DataUnavailable as err:
-            raise SweepError(f"dataset={cfg.dataset}: {err}") from None
+            raise Unavailable(f"dataset={cfg.dataset}: {err}") from None
         except ConfigError as err:  # what this machine cannot do: bf16 or cuda without a GPU
             raise SweepError(f"parameters: {err}") from None

@@ -107,7 +107,7 @@ class Watch:
     total: int
     procs: list[Agent]
     said: set[str] = field(default_factory=set)
-    refusals: list[str] = field(default_factory=list)
+    refusals: list[tuple[int, str]] = field(default_factory=list)  # (exit code, its reason)
     faults: int = 0  # agents stopped, or reaps failed, for a fault of the machine (a full disk)
 
     def new_events(self, stopping: bool) -> list[str]:
@@ -124,8 +124,12 @@ class Watch:
                 continue
             self.said.add(key)
             log = agent_log(self.store.root, self.sweep, i)
-            if code == EXIT_USAGE:  # refused the sweep before its first claim: its reason
-                self.refusals.append(last_line(log) or f"an agent refused the sweep (see {log})")
+            unclaimed = code == EXIT_ENVIRONMENT and not self.store.claimed_by(self.sweep, p.pid)
+            if code == EXIT_USAGE or unclaimed:
+                # Refused the sweep before its first claim (bad input, or data this machine
+                # has not got): its reason, once, and its exit code for the runner's.
+                why = last_line(log) or f"an agent refused the sweep (see {log})"
+                self.refusals.append((code, why))
                 continue
             reaped = self.reap()
             held = f"; its run {', '.join(reaped)} is marked crashed" if reaped else ""
@@ -201,7 +205,7 @@ def exit_code(store: Store, sweep: str, total: int, stop: Stop, seen: Watch) -> 
     """0 only when every point has a finished run (a scan's: or stopped); else what stopped
     it (outcome.py)."""
     if seen.refusals:
-        return EXIT_USAGE
+        return max(code for code, _ in seen.refusals)
     if stop.signum:
         return 128 + stop.signum
     if seen.faults:

@@ -105,6 +105,13 @@ class Store(Database):
         return out
 
     @faults
+    def claimed_by(self, sweep: str, pid: int) -> bool:
+        """Whether the process `pid` (on this host) has claimed a run of the sweep."""
+        row = self.db.execute("SELECT 1 FROM runs WHERE sweep = ? AND pid = ? AND host = ?",
+                              (sweep, pid, socket.gethostname())).fetchone()  # fmt: skip
+        return row is not None
+
+    @faults
     def points(self, sweep: str) -> list[dict[str, Any]]:
         """The sweep's grid, in the order the engine hands it out."""
         rows = self.db.execute(

@@ -80,7 +80,10 @@ def test_a_sweep_whose_data_is_missing_stops_at_once(wandb_env, tmp_path) -> Non
     env = {**wandb_env, "SWEEPMAP_DATA_DIR": str(tmp_path / "nothing")}
     began = time.monotonic()
     proc = localsweep(["run", str(sweep), "--store", str(store_dir), "--agents", "2"], env)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    # The environment's exit code (3, as train.py's), not bad input's 2: the file is right,
+    # and the same sweep runs once the data is there (the line says how; stdout how to resume).
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"resume with: python -m localsweep run {sweep}" in proc.stdout
     # At once: no wait for a download, a retry or a timeout (7 s on a quiet 2-core machine,
     # over 10 s while other test runs share it; a hang would be minutes).
     assert time.monotonic() - began < 30
