@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +38,10 @@ class Point:
     claim: Path | None
 
 
-def run_stack(points: Sequence[Point]) -> list[Outcome]:
+def run_stack(points: Sequence[Point], say: Callable[[str], None] = print) -> list[Outcome]:
     """The outcome of each point, in order; KeyboardInterrupt ends every open run and
-    propagates, as in run_point."""
+    propagates, as in run_point. `say` gets the one line of a fallback to one run at a time
+    (once per reason and process)."""
     from data import DataUnavailable
     from sweepmap.runtime import pick_device
     from sweepmap.stack import can_stack
@@ -61,7 +62,7 @@ def run_stack(points: Sequence[Point]) -> list[Outcome]:
     if len(order) < 2 or why:
         if why and why not in _said:
             _said.add(why)
-            print(f"stack: one run at a time: {why}", flush=True)
+            say(f"stack: one run at a time: {why}")
         for i in order:
             p = points[i]
             outcomes[i] = train.run_point(p.values, init=p.init, on_epoch=p.on_epoch,

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from agents.contract import DEFAULT_STORE
+from localsweep import notes
 from localsweep.agent import MAX_STACK, MODES, STACK_DEFAULT, main_agent
 from localsweep.rows import NOT_DONE, StoreError, done
 from localsweep.runner import (
@@ -89,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{left} run(s) to go with {agents} agent(s), mode {mode}"
               + (f" ({why})" if why else "") + f"; logs in {logs}")  # fmt: skip
         stop = Stop(procs)  # before release: no signal can leave a released agent orphaned
+        notes.clear(store.root, name)  # this session's agents' say-once lines, none before
         release(procs, store.root, name)
     except BaseException:
         dismiss(procs)

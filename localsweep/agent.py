@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.contract import local_identity
-from localsweep import preflight
+from localsweep import notes, preflight
 from localsweep.execute import Execute, InProcess, Process, run_log
 from localsweep.rows import STATES, Run, StoreError
 from localsweep.store import Store
@@ -188,7 +188,7 @@ def _can_claim_cells(store: Store, sweep: str, execute: Execute) -> bool:
     elif not isinstance(execute, InProcess):
         why = "stacking needs the in-process agent (train.py, --mode inprocess)"
     if why:
-        print(f"agent: --stack: one run at a time: {why}", flush=True)
+        notes.say(store.root, sweep, f"agent: --stack: one run at a time: {why}")
     return not why
 
 

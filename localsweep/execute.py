@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.contract import RunIdentity, local_identity, render_command, write_params
+from localsweep import notes
 from localsweep.rows import Run
 from localsweep.store import Store
 from sweepmap import keys
@@ -107,8 +108,9 @@ class InProcess:
                 f"claimed as one stack with {', '.join(r.id for r in runs)}: the output of all "
                 f"{len(runs)} is in {log}\n"
             )
+        say = functools.partial(notes.say, self.store.root, self.sweep)
         with log.open("a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            return run_stack(points)
+            return run_stack(points, say)
 
     def _log_epoch(self, run_id: str, metrics: dict[str, Any]) -> None:
         self.store.log_epoch(run_id, int(metrics[keys.EPOCH]), metrics)

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from agents.proc import die_with_parent
+from localsweep import notes
 from localsweep.agent import MAX_FAILURES_IN_ROW, point_text
 from localsweep.execute import last_line
 from localsweep.rows import NOT_DONE, StoreError, done
@@ -118,6 +119,10 @@ class Watch:
                 why = run.summary.get("failure") or "no reason recorded"
                 lines.append(f"{run.state}: run {run.id} {point_text(run.config)}: {why} "
                              f"(log: {run.log_path})")  # fmt: skip
+        for note in notes.read(self.store.root, self.sweep):  # an agent's say-once lines
+            if f"note:{note}" not in self.said:
+                self.said.add(f"note:{note}")
+                lines.append(note)
         for i, p in enumerate(self.procs):
             code, key = p.poll(), f"agent-{i}"
             if code in (None, EXIT_OK) or key in self.said or stopping:

@@ -9,12 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from localsweep.store import Store
 
-from .conftest import ROOT, run_py, write_sweep
+from .conftest import GESTURES_ZIP, ROOT, TWO, Ran, offline_env, run_py, write_sweep
 from .test_faults import resume_then_each_point_finished_once, wandb_finished_per_point
 from .test_localsweep import _processes_with, point_key, wait_for
 from .test_run_path import localsweep, name_of
@@ -80,3 +81,24 @@ def test_sigkill_mid_stack_marks_its_runs_crashed_and_resume_runs_each_once(
     resume_then_each_point_finished_once(args, wandb_env, short, store_dir, points=3)
     crashed = [r for r in store.runs(name) if r.state == "crashed"]
     assert len(crashed) == 3, [r.state for r in store.runs(name)]
+
+
+@TWO.of("test_a_stack_that_falls_back_says_so_where_the_user_looks", 12)
+def gru_stack_on_the_cpu(tmp_path: Path) -> subprocess.CompletedProcess[str] | None:
+    """`run --stack` on a GRU cell on the CPU, which can_stack refuses; None without the zip."""
+    if not GESTURES_ZIP.exists():
+        return None
+    env = offline_env(tmp_path) | {"SWEEPMAP_GESTURES_ZIP": str(GESTURES_ZIP)}
+    sweep = write_sweep(tmp_path / "gru.yaml", {"seed": [0, 1], "dataset": "gestures",
+                        "model": "gru", "hidden_size": 16, "epochs": 1})  # fmt: skip
+    return localsweep(["run", str(sweep), "--store", str(tmp_path / "store"), "--stack"], env)
+
+
+def test_a_stack_that_falls_back_says_so_where_the_user_looks(ran: Ran) -> None:
+    """The agent's line (in the stack's log) reaches `localsweep run`'s own output, once."""
+    done = ran.result()
+    if done is None:
+        pytest.skip(f"gestures zip not found at {GESTURES_ZIP}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = "stack: one run at a time: model=gru on the CPU: a stack trains no faster than one run"
+    assert done.stdout.count(said) == 1, done.stdout
