@@ -68,16 +68,23 @@ def locked(data_dir: Path, name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterat
 
     Several sweep agents start at once on one machine: one builds, the others wait and reuse.
     """
-    made = not data_dir.exists()
-    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / f".{name}.lock"
-    guard = filelock.FileLock(str(path))
-    try:
-        guard.acquire(timeout=timeout)
-    except filelock.Timeout as exc:
-        raise DataUnavailable(
-            f"{name}: waited {timeout:.0f} s for another process holding {guard.lock_file}"
-        ) from exc
+    for attempt in range(3):
+        made = not data_dir.exists()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        guard = filelock.FileLock(str(path))
+        try:
+            guard.acquire(timeout=timeout)
+            break
+        except filelock.Timeout as exc:
+            raise DataUnavailable(
+                f"{name}: waited {timeout:.0f} s for another process holding {guard.lock_file}"
+            ) from exc
+        except FileNotFoundError:
+            # The folder went between our mkdir and the lock's open: another process made it,
+            # failed and removed it (below). Make it again and take the lock afresh.
+            if attempt == 2:
+                raise
     try:
         yield
     finally:

@@ -226,6 +226,29 @@ def test_gestures_offline_fails_fast_and_leaves_nothing(
     assert _leftovers(tmp_path) == []
 
 
+def test_a_folder_removed_by_another_failed_first_load_is_made_again(tmp_path: Path) -> None:
+    """Two first loads at once: the first makes the folder and holds the lock while the second
+    waits on it; the first fails and removes the folder it made. The second takes the lock in a
+    new folder (it said "cannot write: .gestures.lock: No such file or directory" before)."""
+    from data import cache
+
+    data_dir = tmp_path / "cache"
+    holding = threading.Event()
+
+    def first_load_that_fails() -> None:
+        with cache.locked(data_dir, "gestures"):
+            holding.set()
+            time.sleep(0.5)  # the second is waiting on the lock meanwhile
+
+    first = threading.Thread(target=first_load_that_fails)
+    first.start()
+    assert holding.wait(10)
+    with cache.locked(data_dir, "gestures"):
+        assert (data_dir / ".gestures.lock").exists()
+    first.join()
+    assert not data_dir.exists()  # made again, so removed again: nothing left
+
+
 @pytest.fixture
 def loopback_server() -> Iterator[tuple[str, list[str]]]:
     """http://127.0.0.1:PORT serving the shared data folder; the list records the requests."""
