@@ -101,7 +101,17 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:  # alive, owned by someone else
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed agent whose parent died too stays a zombie until init reaps it, which some
+    container inits do late: os.kill still finds it, yet it runs nothing (Linux's /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS), or gone meanwhile
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]  # the state follows "(comm)"
 
 
 def point_key(config: dict[str, Any]) -> str:

@@ -150,6 +150,27 @@ def test_sigkill_then_resume_finishes_every_point_once(wandb_env, tmp_path) -> N
     assert len(store.runs(name)) == len(runs)
 
 
+def test_a_zombie_agent_counts_as_dead() -> None:
+    """An agent killed with its runner stays a zombie until init reaps it (some container
+    inits do so late): os.kill(pid, 0) finds it, so the reaper must look at its state."""
+    from localsweep.rows import pid_alive
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc here: a zombie cannot be told from a live process")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child.pid}/stat").exists() and time.monotonic() < deadline:
+        if Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+            break  # exited, not yet waited for: a zombie
+        time.sleep(0.01)
+    try:
+        assert not pid_alive(child.pid)
+        assert pid_alive(os.getpid())
+    finally:
+        child.wait()
+    assert not pid_alive(child.pid)
+
+
 def test_ctrl_c_stops_cleanly_and_keeps_finished_runs(wandb_env, tmp_path) -> None:
     sweep = write_sweep(
         tmp_path / "six.yaml", {"lr": [1.0e-3, 1.0e-2, 0.1], "seed": [0, 1], "epochs": 3}
