@@ -142,28 +142,31 @@ def leet_inspect(run_dir: Path, *options: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
 
 
-def offline_run_ended(run_dir: Path) -> bool | None:
-    """Whether wandb's files of a run hold its exit record, read with the pinned wandb's own
-    reader (`leet_inspect`); None when it cannot tell."""
+def _read_offline(run_dir: Path, parse: Callable[[str], Any], *options: str) -> Any | None:
+    """`parse` of what the pinned wandb's own reader prints for a run (`leet_inspect`); None
+    when it cannot tell (another wandb, an unreadable run, output it cannot parse)."""
     import wandb
 
     if wandb.__version__ != PINNED:
         return None
     try:
-        return json.loads(leet_inspect(run_dir, "--summary", "--json")).get("exit_code") is not None
+        return parse(leet_inspect(run_dir, *options))
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
+
+
+def offline_run_ended(run_dir: Path) -> bool | None:
+    """Whether wandb's files of a run hold its exit record; None when it cannot tell."""
+    ended: bool | None = _read_offline(
+        run_dir, lambda out: json.loads(out).get("exit_code") is not None, "--summary", "--json"
+    )
+    return ended
 
 
 def offline_run_records(run_dir: Path) -> list[dict[str, Any]] | None:
-    """A run's records (`{"type": "run", "run": {...}}`, "artifact", ...), read with the
-    pinned wandb's own reader (`leet_inspect --json`, one record a line); None when it cannot
-    tell."""
-    import wandb
-
-    if wandb.__version__ != PINNED:
-        return None
-    try:
-        return [json.loads(line) for line in leet_inspect(run_dir, "--json").splitlines()]
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
+    """A run's records (`{"type": "run", "run": {...}}`, "artifact", ...), one JSON record a
+    line of `leet_inspect --json`; None when it cannot tell."""
+    records: list[dict[str, Any]] | None = _read_offline(
+        run_dir, lambda out: [json.loads(line) for line in out.splitlines()], "--json"
+    )
+    return records
