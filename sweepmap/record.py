@@ -104,8 +104,8 @@ def write_verdict(path: Path, epoch: int) -> None:
 
 
 def await_verdict(path: Path, epoch: int, wait_s: float = VERDICT_WAIT_S) -> bool:
-    """Wait until the agent has judged `epoch`; False, said once on stderr, if it has not
-    within `wait_s` (the run then goes on, as it would without a verdict file)."""
+    """Wait until the agent has judged `epoch`; False, said on stderr, if it has not within
+    `wait_s` (the run then goes on with this epoch, as it would without a verdict file)."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
