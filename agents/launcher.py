@@ -35,6 +35,7 @@ from agents.inprocess import run_inprocess, split_sweep_path
 from agents.proc import die_with_parent
 from sweepmap.envfile import load_env_file
 from sweepmap.outcome import EXIT_USAGE
+from sweepmap.wandb_exit import close_wandb
 
 # Seconds between two agents' starts: longer than the window from an agent's first heartbeat
 # to its run's wandb.init (when the backend sees the point taken). Measured against the fake
@@ -219,7 +220,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        close_wandb()  # not wandb's atexit wait, which can last forever (sweepmap/wandb_exit.py)
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["fill"]:
         from agents.fill import main as fill_main
 

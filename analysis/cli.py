@@ -29,6 +29,7 @@ from analysis.report import render_report
 from analysis.table import AnalysisError, Study, build_table
 from analysis.wandbsrc import DEFAULT_CACHE, load_wandb
 from sweepmap.sweepfile import SweepError, read_sweep
+from sweepmap.wandb_exit import close_wandb
 
 DEFAULT_STORE = ".sweepmap"
 
@@ -231,7 +232,13 @@ def run(args: argparse.Namespace) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        return _main(parser().parse_args(argv))
+    finally:
+        close_wandb()  # not wandb's atexit wait, which can last forever (sweepmap/wandb_exit.py)
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.command == "publish":
         from analysis.publish import main_publish
 

@@ -39,6 +39,7 @@ from localsweep.store import Store
 from sweepmap.envfile import load_env_file
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sweepmap.sweepfile import SweepError, axes, base_name, is_scan
+from sweepmap.wandb_exit import close_wandb
 
 
 def create(path: Path, store_root: Path) -> tuple[Store, str, int]:
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        close_wandb()  # not wandb's atexit wait, which can last forever (sweepmap/wandb_exit.py)
         # The process ends next: its last garbage collection would walk every object that
         # wandb's engine and scipy made, ~0.3 s at the end of each `run`. Frozen, the OS frees them.
         gc.freeze()
