@@ -38,7 +38,10 @@ if sys.argv[1] == "close":
 
 def _exit_within(tmp_path: Path, how: str, seconds: float) -> tuple[bool, list[str]]:
     """Run SCRIPT; (it ended within `seconds`, its stdout lines); its wandb-core is killed."""
-    env = os.environ | {"HOME": str(tmp_path), "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    tmp_path.mkdir()
+    # No WANDB_SERVICE from this pytest process's own wandb: the script must start its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env |= {"HOME": str(tmp_path), "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, how], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout is not None
