@@ -24,11 +24,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from sweepmap.envfile import load_env_file
 from sweepmap.outcome import EXIT_USAGE
 from sweepmap.sweepfile import grid_size
+from sweepmap.wandb_exit import wandb_error
 
 with warnings.catch_warnings():
     # sweeps 0.2.0 uses pydantic v1 config names; pydantic v2 warns once at import.
@@ -114,21 +115,6 @@ def _split(path: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-def _one_line(err: BaseException) -> str:
-    first = (str(err).strip().splitlines() or [""])[0]
-    return f"{type(err).__name__}: {first}"
-
-
-def _leave_now(code: int) -> NoReturn:
-    """Exit without waiting for wandb's service: after a request to a server that is not
-    there, its teardown at exit can hang for minutes ("the service process is busy", seen in
-    CI past 180 s) after the one line was said. Nothing of ours is pending; the service
-    process notices its parent is gone and ends."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 def main(argv: Sequence[str]) -> int:
     raw = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser("python -m agents fill", None, __doc__, formatter_class=raw)
@@ -149,8 +135,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"agents fill: {args.sweep}: {err}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as err:  # no key, no network, unknown sweep: one line, not a traceback
-        print(f"agents fill: {args.sweep}: {_one_line(err)}", file=sys.stderr)
-        _leave_now(EXIT_USAGE)
+        print(f"agents fill: {args.sweep}: {wandb_error(err)}", file=sys.stderr)
+        return EXIT_USAGE  # python -m agents then stops wandb's service in time (close_wandb)
     counts = {s: sum(r.state == s for r in runs) for s in sorted({r.state for r in runs})}
     print(f"agents fill: {args.sweep}: {grid_size(config)} points, runs by state {counts}; "
           f"{len(plan.holes)} without a finished or running run", flush=True)  # fmt: skip
@@ -161,9 +147,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         new = create_fill_sweep(args.sweep, plan)
     except Exception as err:
-        print(
-            f"agents fill: {args.sweep}: creating the fill sweep: {_one_line(err)}", file=sys.stderr
-        )
+        print(f"agents fill: {args.sweep}: creating the fill sweep: {wandb_error(err)}",
+              file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     print(f"agents fill: the holes are sweep {new} (with the {len(plan.taken)} taken runs); "
           f"more agents on other machines: python -m agents {new}", flush=True)  # fmt: skip

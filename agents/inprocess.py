@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from sweepmap.outcome import EXIT_FAILED, EXIT_USAGE, Interrupted, Outcome
+from sweepmap.wandb_exit import wandb_error
 
 
 def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
@@ -80,8 +81,7 @@ def run_inprocess(sweep: str, count: int | None, heartbeat: int) -> int:
     except KeyboardInterrupt:  # before wandb.agent's loop could catch it; `interrupt` noted it
         pass
     except Exception as err:  # unknown sweep, no credentials: one line, not a traceback
-        first = (str(err).strip().splitlines() or [""])[0]
-        print(f"agents: {sweep}: {type(err).__name__}: {first}", file=sys.stderr)
+        print(f"agents: {sweep}: {wandb_error(err)}", file=sys.stderr)
         return EXIT_FAILED
     return max(codes, default=0)
 

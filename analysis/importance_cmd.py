@@ -23,6 +23,7 @@ from analysis.wandbsrc import cache_path, parse_path
 from localsweep.store import Store
 from sweepmap import keys
 from sweepmap.sweepfile import metric as sweep_metric
+from sweepmap.wandb_exit import wandb_error
 
 # analysis.importance (scikit-learn, ~0.3 s) and its figure are imported where they are
 # used: the other commands of `python -m analysis` do not pay for them.
@@ -77,8 +78,7 @@ def wandb_histories(path: str, run_ids: list[str], cache_dir: str, refresh: bool
                 )
                 have[run_id] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
         except Exception as err:  # network, auth: one line, not a traceback
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise AnalysisError(f"--wandb {path}: history: {type(err).__name__}: {first}") from None
+            raise AnalysisError(f"--wandb {path}: history: {wandb_error(err)}") from None
         file.parent.mkdir(parents=True, exist_ok=True)
         file.with_suffix(".tmp").write_text(json.dumps(have))
         file.with_suffix(".tmp").replace(file)

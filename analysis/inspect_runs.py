@@ -25,6 +25,7 @@ from analysis.output import default_folder, write_outputs
 from analysis.stats import best_cell, pivot
 from analysis.table import AnalysisError, Study
 from sweepmap import keys
+from sweepmap.wandb_exit import wandb_error
 
 DEFAULT_SAMPLES = 24
 FASHION = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -115,8 +116,7 @@ def _wandb_summaries(path: str, ids: list[str]) -> dict[str, dict]:
         )
         return {r.id: dict(r.summary_metrics) for r in runs if r.id in ids}
     except Exception as err:  # network, auth: one line, as for the other commands
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise AnalysisError(f"--wandb {path}: {type(err).__name__}: {first}") from None
+        raise AnalysisError(f"--wandb {path}: {wandb_error(err)}") from None
 
 
 def collect(study: Study, args: argparse.Namespace) -> Errors:

@@ -33,6 +33,7 @@ from analysis.reading import MetricResult, analyse, finding
 from analysis.report import render_report
 from analysis.table import AnalysisError, Study
 from analysis.wandbsrc import parse_path
+from sweepmap.wandb_exit import wandb_error
 
 # Set by `wandb agent` for its runs: inside a sweep wandb.init ignores project and id, so an
 # analysis published from an agent's shell would land in the sweep as one of its runs.
@@ -66,8 +67,7 @@ def check_server() -> None:
     try:
         wandb.Api().viewer  # noqa: B018  (the Viewer query: key and server, in one request)
     except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise AnalysisError(f"publish: wandb: {type(err).__name__}: {first}") from None
+        raise AnalysisError(f"publish: wandb: {wandb_error(err)}") from None
 
 
 def heatmap_chart(entity: str) -> str | None:

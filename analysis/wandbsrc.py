@@ -12,6 +12,7 @@ import pandas as pd
 import yaml
 
 from analysis.table import AnalysisError, Study, table_from_records
+from sweepmap.wandb_exit import wandb_error
 
 if TYPE_CHECKING:
     import wandb
@@ -82,8 +83,7 @@ def load_wandb(
         except AnalysisError:
             raise
         except Exception as err:  # network, auth, unknown sweep: one line, not a traceback
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise AnalysisError(f"--wandb {path}: {type(err).__name__}: {first}") from None
+            raise AnalysisError(f"--wandb {path}: {wandb_error(err)}") from None
         fetched = time.strftime("%Y-%m-%d %H:%M")
         _write_cache(file, table, sweep_config, fetched)
         origin = f"wandb {entity}/{project}/{sweep_id} (fetched {fetched})"

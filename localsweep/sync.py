@@ -47,6 +47,7 @@ from typing import Any
 from agents.wandb_private import offline_run_records
 from localsweep.store import Store
 from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE
+from sweepmap.wandb_exit import wandb_error
 
 # Runs whose wandb files hold their exit: the server shows them as they ended.
 ENDED = ("finished", "stopped", "failed")
@@ -241,8 +242,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     try:
         api, entity = connect(args.entity)
     except Exception as err:  # no key, no server: one line, nothing uploaded
-        first = (str(err).strip().splitlines() or [""])[0]
-        print(f"localsweep: sync: wandb: {type(err).__name__}: {first}", file=sys.stderr)
+        print(f"localsweep: sync: wandb: {wandb_error(err)}", file=sys.stderr)
         return EXIT_USAGE
     where = f"{entity}/{project}"
     notes = read_note(store, name)

@@ -1,4 +1,4 @@
-"""The end of a command that used wandb's API: wandb's service stopped, with a limit on the wait.
+"""A command's last words with wandb: its failed request in one line, its service stopped in time.
 
 wandb 0.31 stops its service process (wandb-core) in an atexit hook that sends it a teardown and
 waits for it to exit, with no limit. After a request that timed out on the client side (a server
@@ -9,12 +9,18 @@ at 300 s. Here, 4 at a time against a closed port with a 2 s timeout, 3 of 40 su
 in that hook; the same 40 that called `close_wandb` first all ended, their teardown done. The
 limit is for the case that still hangs: wandb-core also leaves when its parent does ("server:
 will exit if parent process dies"), so a wait with a limit loses nothing once no run is open.
+
+wandb says such a timeout as "the service process is busy and did not respond in time", which
+reads like a fault of this machine; `wandb_error` says what it is: the server did not answer.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+
+from sweepmap.outcome import one_line
 
 TEARDOWN_WAIT_S = 5.0
 
@@ -34,3 +40,13 @@ def close_wandb(seconds: float = TEARDOWN_WAIT_S) -> bool:
     ending.start()
     ending.join(seconds)
     return not ending.is_alive()
+
+
+def wandb_error(err: BaseException) -> str:
+    """`Type: first line` of a failed wandb request, with what wandb's timeout means."""
+    line = one_line(err)
+    if "did not respond in time" in line:
+        limit = os.environ.get("WANDB_HTTP_TIMEOUT")
+        within = f"WANDB_HTTP_TIMEOUT={limit} s" if limit else "WANDB_HTTP_TIMEOUT"
+        line += f" (the server did not answer within {within}: is it up and reachable?)"
+    return line

@@ -193,6 +193,8 @@ def test_no_key_no_server_unknown_sweep_are_one_line_exit_2(ran: Ran) -> None:
         assert done.stdout == ""
     assert "API key" in nokey.stderr and "no sweep 'nope'" in unknown.stderr
     assert "wandb: " in dead.stderr
+    # wandb's "the service process is busy" is said as what it is: the server did not answer.
+    assert "the server did not answer within WANDB_HTTP_TIMEOUT=2 s" in dead.stderr, dead.stderr
     # Nothing was uploaded or noted: no marker beside the run's file, no note in the store.
     assert not list((store_dir / "wandb").glob("*/*.synced"))
     assert not note_path(Store(store_dir), name).exists()
