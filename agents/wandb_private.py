@@ -17,12 +17,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 PINNED = "0.31.0"
 # Imported by the first wandb.init of a process (0.31: Run._detect_and_apply_job_inputs).
 FIRST_INIT_MODULE = "wandb.sdk.launch.inputs.internal"
 _warned: set[str] = set()
+T = TypeVar("T")
 
 
 class WandbMismatch(RuntimeError):
@@ -142,7 +143,7 @@ def leet_inspect(run_dir: Path, *options: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
 
 
-def _read_offline(run_dir: Path, parse: Callable[[str], Any], *options: str) -> Any | None:
+def _read_offline(run_dir: Path, parse: Callable[[str], T], *options: str) -> T | None:
     """`parse` of what the pinned wandb's own reader prints for a run (`leet_inspect`); None
     when it cannot tell (another wandb, an unreadable run, output it cannot parse)."""
     import wandb
@@ -157,16 +158,14 @@ def _read_offline(run_dir: Path, parse: Callable[[str], Any], *options: str) -> 
 
 def offline_run_ended(run_dir: Path) -> bool | None:
     """Whether wandb's files of a run hold its exit record; None when it cannot tell."""
-    ended: bool | None = _read_offline(
+    return _read_offline(
         run_dir, lambda out: json.loads(out).get("exit_code") is not None, "--summary", "--json"
     )
-    return ended
 
 
 def offline_run_records(run_dir: Path) -> list[dict[str, Any]] | None:
     """A run's records (`{"type": "run", "run": {...}}`, "artifact", ...), one JSON record a
     line of `leet_inspect --json`; None when it cannot tell."""
-    records: list[dict[str, Any]] | None = _read_offline(
+    return _read_offline(
         run_dir, lambda out: [json.loads(line) for line in out.splitlines()], "--json"
     )
-    return records
