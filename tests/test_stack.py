@@ -115,6 +115,28 @@ def test_grouped_cnn_variants(variant: dict[str, Any]) -> None:
         assert_same(result, alone(cfg, data))
 
 
+def test_max_pooling_before_relu_is_relu_before_max_pooling_bit_for_bit() -> None:
+    """sweepmap/stack_cnn.py puts a block's ReLU after its max pooling: the same values and
+    the same gradient, exactly, ties, zeros and all-negative windows included."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 8, 8).mul(2).round()  # integers: many ties, zeros, negative windows
+    x[0, 0, :2, :2] = -1.0  # one window wholly negative, one wholly zero
+    x[0, 0, :2, 2:4] = 0.0
+    upstream = torch.randn(4, 6, 4, 4)
+    outs, grads = [], []
+    for pool_first in (False, True):
+        leaf = x.clone().requires_grad_()
+        out = (torch.relu(torch.max_pool2d(leaf, 2)) if pool_first
+               else torch.max_pool2d(torch.relu(leaf), 2))  # fmt: skip
+        out.backward(upstream)
+        assert leaf.grad is not None
+        outs.append(out.detach())
+        grads.append(leaf.grad)
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(grads[0], grads[1])
+    assert (x.view(4, 6, 4, 2, 4, 2).amax(dim=(3, 5)) <= 0).any()  # the cases were there
+
+
 @pytest.mark.parametrize(
     ("optimizer", "vary"),
     [(o, v) for o in ("sgd", "adam", "adamw", "rmsprop") for v in ("lr", "weight_decay")]
