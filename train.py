@@ -42,6 +42,7 @@ from sweepmap.record import (
     await_verdict,
     record_from_env,
 )
+from sweepmap.wandb_exit import close_wandb
 
 if TYPE_CHECKING:  # torch, wandb and the data load on demand: --help and bad input are instant
     from data import Dataset
@@ -312,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             verdict=Path(verdict) if verdict else None)  # fmt: skip
     except KeyboardInterrupt as err:
         return Outcome.interrupted(err).exit_code
+    finally:
+        # `wandb agent` waits for this process: a teardown that hangs would stall its sweep.
+        close_wandb()
     if outcome.state in ("invalid", "error"):
         print(f"train.py: {outcome.reason}", file=sys.stderr)
     return outcome.exit_code
