@@ -21,6 +21,7 @@ with warnings.catch_warnings():
     import sweeps
 
 from localsweep import preflight, scan
+from localsweep.spec_errors import spec_error
 from sweepmap.config import Config, ConfigError
 from sweepmap.sweepfile import SweepError, axes, decode, grid_size, looks_numeric, read_sweep
 
@@ -108,7 +109,10 @@ def _check_schema(config: dict[str, Any]) -> None:
     # The engine's own list of violations drops where they are; its validator keeps the path.
     errors = sorted(schema_validator.iter_errors(config), key=lambda e: len(e.absolute_path))
     if errors:
-        key = ".".join(str(p) for p in errors[0].absolute_path) or "top level"
+        path, schema = list(errors[0].absolute_path), schema_validator.schema
+        if len(path) == 2 and path[0] == "parameters":  # one parameter: say which form it missed
+            raise SweepError(spec_error(str(path[1]), errors[0].instance, errors[0], schema))
+        key = ".".join(str(p) for p in path) or "top level"
         raise SweepError(f"{key}: {errors[0].message}")
     try:
         violations = sweeps.schema_violations_from_proposed_config(config)
