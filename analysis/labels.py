@@ -84,21 +84,32 @@ def fmt_number(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def decimals_for(values: Iterable[Any]) -> int:
+def decimals_for(values: Iterable[Any]) -> int | None:
     """One number of decimals for every number of one metric on a page: three significant
     digits for its typical (median) cell, so accuracies read 0.987 and losses 0.051 or 1.963,
-    and a tiny spread is 0.002, never 8.90e-04 beside 0.003."""
+    and a tiny spread is 0.002, never 8.90e-04 beside 0.003.
+
+    None (three significant digits for each number, `fmt_fixed`) when those decimals would
+    write some cell's mean with fewer than two digits: cell means of 0.21 and 3.8e7 (a loss
+    that diverged in some cells) would otherwise give the best cell "0"."""
     finite = sorted(abs(float(v)) for v in values if v is not None and math.isfinite(float(v)))
     mid = finite[len(finite) // 2] if finite else 0.0
     if mid == 0:
         return 3
-    return int(min(6, max(0, 2 - math.floor(math.log10(mid)))))
+    decimals = int(min(6, max(0, 2 - math.floor(math.log10(mid)))))
+    smallest = next((v for v in finite if v > 0), mid)
+    if smallest * 10**decimals < 10:  # under two significant digits at these decimals
+        return None
+    return decimals
 
 
-def fmt_fixed(value: Any, decimals: int) -> str:
+def fmt_fixed(value: Any, decimals: int | None) -> str:
+    """`value` at `decimals` decimals, or at three significant digits where that is None."""
     value = plain(value)
     if value is None or not math.isfinite(float(value)):
         return "–"
+    if decimals is None:
+        return f"{float(value):.3g}"
     return f"{float(value):.{decimals}f}"
 
 

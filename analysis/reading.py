@@ -62,7 +62,7 @@ class MetricResult:
     metric: str
     goal: str
     cells: pd.DataFrame
-    decimals: int
+    decimals: int | None  # None: three significant digits each (labels.decimals_for)
     colour: ColourRange
     ties: Ties
     anova: Anova
@@ -95,7 +95,7 @@ def _cell(row: pd.Series, g: Guarded) -> Cell:
 
 
 def colour_range(
-    cells: pd.DataFrame, g: Guarded, metric: str, goal: str, decimals: int
+    cells: pd.DataFrame, g: Guarded, metric: str, goal: str, decimals: int | None
 ) -> ColourRange:
     """The cell means' range, but a few diverged cells do not get to stretch it: on the bad
     side the range stops at Tukey's fence (Q1 - 1.5 IQR of the cell means for a goal of max,

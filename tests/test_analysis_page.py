@@ -171,6 +171,19 @@ def test_numbers_at_one_precision_within_a_metric() -> None:
         assert numbers and {len(n.split(".")[1]) for n in numbers} == {3}, numbers
 
 
+def test_a_loss_that_diverged_in_some_cells_still_gives_the_best_cell_its_digits() -> None:
+    """Cell means from 0.2 to 4e7 (lr 100 and 1e6 blew up): at the median's decimals the best
+    cell would read "0 [0, 0]"; each number gets three significant digits instead."""
+    losses = cells_of(lambda i, j: [0.214, 265.0, 3.8e7][i] * (1 + 0.1 * j), sd=0.01)
+    g = planted(losses, keys.VAL_LOSS)
+    r = analyse(g, keys.VAL_LOSS)
+    texts = _texts(g, r)
+    assert r.decimals is None
+    assert re.match(r"★0\.2\d\d\n\[0\.\d+, 0\.\d+\]", texts[0]), texts[0]
+    assert any("265" in t for t in texts) and any("3.8e+07" in t for t in texts), texts
+    assert not any(re.search(r"(^|\D)0 \[|\[0, 0\]", t) for t in texts), texts
+
+
 def test_anova_columns_stay_aligned_whatever_the_names() -> None:
     config = {
         "method": "grid",
