@@ -271,7 +271,8 @@ def finding(g: Guarded, r: MetricResult) -> str:
         )
     else:
         text = f"no evidence that the effect of {g.x} depends on the {g.y} {effect}"
-        text += f"; best: {listing}"
+        # "best: 0 → 32" would not say which number is which
+        text += f"; best {g.x} per {g.y}: {listing}" if sep == " → " else f"; best: {listing}"
     if r.scale.removable:
         text += "; on the logit scale it vanishes: maybe a ceiling, not an interaction"
     return text

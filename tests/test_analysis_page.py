@@ -37,15 +37,19 @@ LRS = [1e-3, 1e-2, 1e-1]
 OPTS = ["sgd", "adam", "rmsprop"]
 
 
-def planted(values: dict[tuple[int, int], list[float]], metric: str = ACC) -> Guarded:
-    """lr x optimizer cells (i, j) with the given seed values, as a guarded study."""
+def planted(
+    values: dict[tuple[int, int], list[float]], metric: str = ACC, y: str = "optimizer",
+    ys: list[Any] = OPTS,
+) -> Guarded:  # fmt: skip
+    """lr x optimizer (or x `y` at levels `ys`) cells (i, j) with the given seed values, as a
+    guarded study."""
     seeds = max(len(v) for v in values.values())
     config = {
         "method": "grid",
         "metric": {"name": metric, "goal": "minimize" if "loss" in metric else "maximize"},
         "parameters": {
             "lr": {"values": LRS},
-            "optimizer": {"values": OPTS},
+            y: {"values": ys},
             "seed": {"values": list(range(seeds))},
         },
     }
@@ -53,14 +57,14 @@ def planted(values: dict[tuple[int, int], list[float]], metric: str = ACC) -> Gu
         {
             "run_id": f"{i}-{j}-{s}",
             "state": "finished",
-            "config": {"lr": LRS[i], "optimizer": OPTS[j], "seed": s, "epochs": 2},
+            "config": {"lr": LRS[i], y: ys[j], "seed": s, "epochs": 2},
             "summary": {metric: v, keys.EPOCHS_COMPLETED: 2},
         }
         for (i, j), vs in values.items()
         for s, v in enumerate(vs)
     ]
     study = Study("s", table_from_records(records, config), config, "", "test")
-    return apply_guards(study, "lr", "optimizer")
+    return apply_guards(study, "lr", y)
 
 
 def cells_of(mean: Any, sd: float = 0.01, seeds: int = 3, seed: int = 0) -> dict[Any, list[float]]:
@@ -152,7 +156,12 @@ def test_finding_says_where_the_best_x_lies_for_each_y() -> None:
         line,
     ), line
     flat = planted(cells_of(lambda i, j: 0.9 + 0.02 * i, sd=0.01))
-    assert finding(flat, analyse(flat, ACC)).startswith("no evidence that the effect of lr")
+    line = finding(flat, analyse(flat, ACC))
+    assert line.startswith("no evidence that the effect of lr")
+    assert line.endswith("; best: sgd 1e-1, adam 1e-1, rmsprop 1e-1"), line
+    numeric = planted(cells_of(lambda i, j: 0.9 + 0.02 * i, sd=0.01), y="dropout", ys=[0, 0.2, 0.4])
+    line = finding(numeric, analyse(numeric, ACC))  # "best: 0 → 1e-1" would not say which is lr
+    assert line.endswith("; best lr per dropout: 0 → 1e-1, 0.2 → 1e-1, 0.4 → 1e-1"), line
 
 
 def _texts(g: Guarded, r: MetricResult) -> list[str]:
