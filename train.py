@@ -42,7 +42,7 @@ from sweepmap.record import (
     await_verdict,
     record_from_env,
 )
-from sweepmap.wandb_exit import close_wandb
+from sweepmap.wandb_exit import close_wandb, wandb_error
 
 if TYPE_CHECKING:  # torch, wandb and the data load on demand: --help and bad input are instant
     from data import Dataset
@@ -191,7 +191,7 @@ def run_point(
     try:
         run = wandb.init(config=cfg.to_dict(), job_type="train", **(init or {}))
     except Exception as err:  # no server, no credentials, a full disk: nothing trained
-        failed = Outcome.failure("error", f"wandb.init: {one_line(err)}", EXIT_ENVIRONMENT)
+        failed = Outcome.failure("error", f"wandb.init: {wandb_error(err)}", EXIT_ENVIRONMENT)
         return end_run(None, record, failed)
     epoch = epoch_fn(record, on_epoch, stop, verdict)
     try:

@@ -21,8 +21,9 @@ from typing import Any
 import train
 from sweepmap import keys
 from sweepmap.config import Config, ConfigError
-from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_USAGE, Outcome, one_line
+from sweepmap.outcome import EXIT_ENVIRONMENT, EXIT_USAGE, Outcome
 from sweepmap.record import Record
+from sweepmap.wandb_exit import wandb_error
 
 _said: set[str] = set()  # fallback reasons already printed by this agent
 
@@ -88,7 +89,7 @@ def _train_together(
             runs.append(wandb.init(config=cfg.to_dict(), job_type="train", reinit="create_new",
                                    **point.init))  # fmt: skip
     except Exception as err:  # no server, a full disk: none of them trains
-        failed = Outcome.failure("error", f"wandb.init: {one_line(err)}", EXIT_ENVIRONMENT)
+        failed = Outcome.failure("error", f"wandb.init: {wandb_error(err)}", EXIT_ENVIRONMENT)
         opened = [*runs, *[None] * (len(points) - len(runs))]
         return {i: train.end_run(run, p.record, failed)
                 for i, p, run in zip(where, points, opened, strict=True)}  # fmt: skip

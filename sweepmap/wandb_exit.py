@@ -43,10 +43,13 @@ def close_wandb(seconds: float = TEARDOWN_WAIT_S) -> bool:
 
 
 def wandb_error(err: BaseException) -> str:
-    """`Type: first line` of a failed wandb request, with what wandb's timeout means."""
+    """`Type: first line` of a failed wandb request, with what wandb's timeout means and how
+    to run without an account."""
     line = one_line(err)
     if "did not respond in time" in line:
         limit = os.environ.get("WANDB_HTTP_TIMEOUT")
         within = f"WANDB_HTTP_TIMEOUT={limit} s" if limit else "WANDB_HTTP_TIMEOUT"
         line += f" (the server did not answer within {within}: is it up and reachable?)"
+    elif "No API key configured" in line:  # wandb's default mode is online
+        line += " Or set WANDB_MODE=offline (in .env or the environment) to run without an account."
     return line

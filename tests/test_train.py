@@ -137,3 +137,17 @@ def test_gestures_gru_reaches_the_bar(wandb_env, tmp_path, gestures_zip) -> None
     assert proc.returncode == 0, proc.stderr
     _, _, summary = read_record(record)
     assert summary[keys.BEST_VAL_ACCURACY] >= 0.90, summary
+
+
+def test_no_account_and_no_mode_is_one_line_that_says_how_to_run_offline(tmp_path) -> None:
+    """wandb's default mode is online: without a key, train.py's one line says the way out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env |= {"HOME": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path / ".config")}
+    (tmp_path / ".env").write_text("")  # not the project's own .env, if it has one
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "--epochs=1"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("train.py:")]
+    assert len(ours) == 1 and "No API key configured" in ours[0], proc.stderr
+    assert ours[0].endswith("Or set WANDB_MODE=offline (in .env or the environment) to run "
+                            "without an account."), ours[0]  # fmt: skip
