@@ -254,7 +254,11 @@ def finding(g: Guarded, r: MetricResult) -> str:
     row = r.anova.row("x:y")
     effect = f"({g.x} x {g.y}: {r.anova.effect()})"
     if row is None or math.isnan(row["p"]):
-        why = "a cell has < 2 seeds" if "seeds per cell" in str(r.anova.reason) else "see below"
+        why = (
+            "a cell has < 2 finished runs"
+            if "runs per cell" in str(r.anova.reason)
+            else "see below"
+        )
         same = len({a for _, a in per}) == 1
         text = (
             f"the best {g.x} is {g.label(g.x, per[0][1])} for every {g.y}"

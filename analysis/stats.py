@@ -110,7 +110,7 @@ def anova(
     cells: pd.DataFrame | None = None,
     scale: tuple[str, Callable[[pd.Series], pd.Series]] | None = None,
 ) -> Anova:
-    """F, p and partial eta squared for x, y and x:y; needs >= 2 seeds in every cell.
+    """F, p and partial eta squared for x, y and x:y; needs >= 2 finished runs in every cell.
 
     With one seed per cell the interaction has no residual to be tested against (it *is*
     the residual), and an empty cell leaves the interaction unestimable, so both are refused
@@ -131,7 +131,9 @@ def anova(
         return skip(f"needs >= 2 levels of each of {g.x} and {g.y}")
     if not few.empty:
         where = [f"{g.where(r[g.x], r[g.y], '/')} (n={int(r['n'])})" for _, r in few.iterrows()]
-        return skip(f"ANOVA needs >= 2 seeds per cell; cells with fewer: {short_list(where, 4)}")
+        return skip(
+            f"ANOVA needs >= 2 finished runs per cell; cells with fewer: {short_list(where, 4)}"
+        )
     # Formula names cannot hold '/' (val/accuracy) or clash with patsy's own words: rename.
     data = pd.DataFrame(
         {"m": values, "a": g.runs[g.x].map(_category), "b": g.runs[g.y].map(_category)}

@@ -249,6 +249,6 @@ def test_anova_with_one_seed_says_so_plainly() -> None:
     result = anova(apply_guards(_study(_cells(lambda i, j: 0.0, seeds=1)), "lr", "optimizer"), "m")
     assert result.table is None
     assert (
-        "ANOVA needs >= 2 seeds per cell; cells with fewer: lr=1e-3/optimizer=sgd (n=1)"
+        "ANOVA needs >= 2 finished runs per cell; cells with fewer: lr=1e-3/optimizer=sgd (n=1)"
         in (result.lines()[0])
     )

@@ -41,7 +41,7 @@ def test_pooled_factor_and_missing_seed_are_said(tmp_path: Path) -> None:
     # One run a cell: no CI, no test, no ANOVA, and the page says so rather than failing.
     r = analyse(g, keys.VAL_ACCURACY)
     assert r.cells["ci_lo"].isna().all() and not r.ties.tested and r.anova.table is None
-    assert finding(g, r).endswith("is not tested (a cell has < 2 seeds)")
+    assert finding(g, r).endswith("is not tested (a cell has < 2 finished runs)")
     plt.close(render_report(g, [r], "python -m analysis report"))
 
 
