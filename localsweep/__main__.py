@@ -265,11 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     # An offline run's artifact files (its tables) wait in wandb's staging folder until `sync`
     # uploads them: kept in the store, not in ~/.local/share/wandb, they go where the store goes.
     os.environ.setdefault("WANDB_DATA_DIR", str(Path(args.store).resolve() / "wandb-data"))
-    too_many = agents_refusal(getattr(args, "agents", 1))
+    refusal = agents_refusal(getattr(args, "agents", 1))
     if getattr(args, "stack", 0) and not 2 <= args.stack <= MAX_STACK:
-        too_many = f"--stack {args.stack}: a stack has 2 to {MAX_STACK} runs"
-    if too_many:
-        print(f"localsweep: {too_many}", file=sys.stderr)
+        refusal = f"--stack {args.stack}: a stack has 2 to {MAX_STACK} runs"
+    store = getattr(args, "store", None)
+    if store is not None and Path(store).exists() and not Path(store).is_dir():
+        refusal = f"--store {store}: a file; the store is a folder (made if missing)"
+    if refusal:
+        print(f"localsweep: {refusal}", file=sys.stderr)
         return EXIT_USAGE
     try:
         return int(args.func(args))

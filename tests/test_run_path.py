@@ -187,6 +187,16 @@ def test_status_of_a_folder_with_no_store_creates_nothing(wandb_env, tmp_path) -
     assert not (tmp_path / "none").exists()
 
 
+def test_a_store_that_is_a_file_is_one_line_exit_2(wandb_env, tmp_path) -> None:
+    (afile := tmp_path / "afile").write_text("mine")
+    proc = localsweep(["run", str(ROOT / "sweeps" / "lr_optimizer.yaml"), "--store", str(afile)],
+                      wandb_env)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"localsweep: --store {afile}: a file; the store is a folder " \
+        "(made if missing)"  # fmt: skip
+    assert afile.read_text() == "mine" and sorted(tmp_path.iterdir()) == [afile]
+
+
 KEY_CASES: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     ({"command": ["${env}", "${interpreter}", "${program}", "${argz}"]}, {}, "${argz}"),
     ({"metric": {"name": "val/acuracy", "goal": "maximize"}}, {}, "did you mean val/accuracy"),
